@@ -1,0 +1,14 @@
+"""bertclf: fine-tune BERT-family encoders for text classification with an explicit TF2 loop.
+
+Keras 2 (`tf_keras`) is the Keras of this codebase: tensorflow_hub and tf-models-official's optimizer are built
+on it. This is the one place that choice is made; it must run before TensorFlow is first imported, so every
+entry point imports `bertclf` first (`import bertclf` is enough).
+"""
+import os
+import sys
+
+if "tensorflow" in sys.modules and os.environ.get("TF_USE_LEGACY_KERAS") != "1":
+  # TF reads the variable once, at import; too late to change it now, so say so instead of failing later.
+  print("bertclf: TensorFlow was imported before bertclf; set TF_USE_LEGACY_KERAS=1 or import bertclf first.",
+        file=sys.stderr)
+os.environ["TF_USE_LEGACY_KERAS"] = "1"
