@@ -1,0 +1,116 @@
+"""Which encoder and which preprocessing model: the tutorial's table of TF Hub handles, plus local paths.
+
+`resolve(encoder, preprocess)` turns the --encoder/--preprocess flags into two handles; `load_*` open them with a
+clear error when a handle cannot be reached (no internet, a wrong path).
+"""
+import dataclasses
+import json
+import os
+
+import bertclf  # noqa: F401  (selects tf_keras before TensorFlow loads)
+import tensorflow as tf
+import tensorflow_hub as hub
+import tensorflow_text  # noqa: F401  (registers the ops the preprocessing SavedModels use)
+
+DEFAULT_ENCODER = "small_bert/bert_en_uncased_L-4_H-512_A-8"
+
+_TFHUB = "https://tfhub.dev/"
+_UNCASED_PRE = _TFHUB + "tensorflow/bert_en_uncased_preprocess/3"
+
+# The "Classify text with BERT" tutorial's map_name_to_handle / map_model_to_preprocess (33 encoders).
+ENCODERS = {
+    "bert_en_uncased_L-12_H-768_A-12": (_TFHUB + "tensorflow/bert_en_uncased_L-12_H-768_A-12/3", _UNCASED_PRE),
+    "bert_en_cased_L-12_H-768_A-12": (_TFHUB + "tensorflow/bert_en_cased_L-12_H-768_A-12/3",
+                                      _TFHUB + "tensorflow/bert_en_cased_preprocess/3"),
+    "bert_multi_cased_L-12_H-768_A-12": (_TFHUB + "tensorflow/bert_multi_cased_L-12_H-768_A-12/3",
+                                         _TFHUB + "tensorflow/bert_multi_cased_preprocess/3"),
+    # The 24 Small BERTs (Turc et al. 2019): L layers x H hidden, A = H / 64 heads, all uncased.
+    **{f"small_bert/bert_en_uncased_L-{l}_H-{h}_A-{h // 64}":
+       (_TFHUB + f"tensorflow/small_bert/bert_en_uncased_L-{l}_H-{h}_A-{h // 64}/1", _UNCASED_PRE)
+       for l in (2, 4, 6, 8, 10, 12) for h in (128, 256, 512, 768)},
+    "albert_en_base": (_TFHUB + "tensorflow/albert_en_base/2", _TFHUB + "tensorflow/albert_en_preprocess/3"),
+    "electra_small": (_TFHUB + "google/electra_small/2", _UNCASED_PRE),
+    "electra_base": (_TFHUB + "google/electra_base/2", _UNCASED_PRE),
+    "experts_pubmed": (_TFHUB + "google/experts/bert/pubmed/2", _UNCASED_PRE),
+    "experts_wiki_books": (_TFHUB + "google/experts/bert/wiki_books/2", _UNCASED_PRE),
+    "talking-heads_base": (_TFHUB + "tensorflow/talkheads_ggelu_bert_en_base/1", _UNCASED_PRE),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Handles:
+  encoder: str
+  preprocess: str
+  name: str                       # short name, URL or path, as given
+  config: dict | None = None      # BERT config when the export carries one (bertclf.hub_export writes it)
+
+  @property
+  def max_seq_length(self):
+    return (self.config or {}).get("max_position_embeddings")
+
+
+def _read_local_config(encoder_path):
+  """The bert_config.json that bertclf.hub_export writes beside encoder/, if any."""
+  path = os.path.join(os.path.dirname(os.path.normpath(encoder_path)), "bert_config.json")
+  if tf.io.gfile.exists(path):
+    with tf.io.gfile.GFile(path) as f:
+      return json.load(f)
+  return None
+
+
+def resolve(encoder, preprocess=None):
+  """--encoder/--preprocess → Handles. Raises ValueError that says what to pass when it cannot decide."""
+  if encoder in ENCODERS:
+    enc, pre = ENCODERS[encoder]
+    return Handles(enc, preprocess or pre, encoder)
+  if encoder.startswith(("http://", "https://", "gs://")):
+    by_url = {e: p for e, p in ENCODERS.values()}
+    if preprocess is None and encoder not in by_url:
+      raise ValueError(f"--encoder={encoder} is not in the table of known encoders, so its preprocessing "
+                       "model is unknown; pass --preprocess=<handle or path>.")
+    return Handles(encoder, preprocess or by_url[encoder], encoder)
+  path = os.path.expanduser(encoder)
+  if not tf.io.gfile.exists(path):
+    raise ValueError(f"--encoder={encoder} is neither a known short name ({len(ENCODERS)} in "
+                     "bertclf/encoders.py, e.g. " + DEFAULT_ENCODER + "), a URL, nor an existing path.")
+  if tf.io.gfile.exists(os.path.join(path, "encoder", "saved_model.pb")):
+    path = os.path.join(path, "encoder")   # a folder with encoder/ and preprocess/ side by side
+  if not tf.io.gfile.exists(os.path.join(path, "saved_model.pb")):
+    raise ValueError(f"--encoder={encoder}: no saved_model.pb in {path}; pass a TF Hub-format encoder "
+                     "SavedModel or a folder holding encoder/ and preprocess/.")
+  if preprocess is None:
+    sibling = os.path.join(os.path.dirname(os.path.normpath(path)), "preprocess")
+    if not tf.io.gfile.exists(os.path.join(sibling, "saved_model.pb")):
+      raise ValueError(f"--encoder={encoder}: no preprocess/ SavedModel next to it; pass --preprocess.")
+    preprocess = sibling
+  return Handles(path, preprocess, encoder, _read_local_config(path))
+
+
+def _unreachable(handle, err):
+  return OSError(
+      f"Could not load {handle}: {type(err).__name__}: {err}\n"
+      "Without internet, TF Hub handles cannot be downloaded. Either pass a local path (--encoder=/path/to/"
+      "saved_model_dir and --preprocess=/path/to/preprocess_dir, e.g. written by `python -m "
+      "bertclf.convert_bert` or `python -m bertclf.hub_export`), or set TFHUB_CACHE_DIR to a folder that "
+      "already holds the downloaded module (copied from a machine with internet).")
+
+
+def _load(handle, load_fn):
+  try:
+    return load_fn(handle)
+  except (OSError, ValueError, tf.errors.OpError) as err:
+    raise _unreachable(handle, err) from err
+  except Exception as err:  # urllib raises a zoo of errors offline (URLError, socket.gaierror, ...)
+    if "urlopen" in repr(err) or "resolve" in str(err).lower() or "connect" in str(err).lower():
+      raise _unreachable(handle, err) from err
+    raise
+
+
+def load_encoder_layer(handles, trainable=True):
+  """The encoder as a `hub.KerasLayer`: dict of [B, T] int32 → {pooled_output [B, H], sequence_output ...}."""
+  return _load(handles.encoder, lambda h: hub.KerasLayer(h, trainable=trainable, name="encoder"))
+
+
+def load_preprocess(handles):
+  """The preprocessing SavedModel (callable, with .tokenize and .bert_pack_inputs)."""
+  return _load(handles.preprocess, hub.load)

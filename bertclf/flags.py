@@ -1,0 +1,130 @@
+"""Every flag of train.py and eval.py, defined once.
+
+All flags are optional with working defaults; cross-flag rules are absl validators that touch no files. Flags
+are never written to: values derived from several flags come from the small getters at the bottom.
+"""
+from absl import flags
+
+from bertclf import encoders
+from bertclf import heads
+from bertclf import losses
+from bertclf import optim
+
+FLAGS = flags.FLAGS
+
+DTYPES = ("fp32", "fp16", "bf16")
+STRATEGIES = ("default", "one_device", "mirrored", "multi_worker_mirrored")
+
+
+def define_data_flags():
+  flags.DEFINE_string(
+      "dataset", "imdb",
+      "'imdb' (aclImdb, downloaded into --data_cache_dir), a folder in aclImdb layout "
+      "(<split>/<class>/*.txt), or a .csv/.tsv/.jsonl file of training examples.")
+  flags.DEFINE_string("data_cache_dir", "~/.cache/bertclf", "Where 'imdb' is downloaded and extracted.")
+  flags.DEFINE_string("validation_file", None, "CSV/TSV/JSONL validation examples (else split off train).")
+  flags.DEFINE_string("test_file", None, "CSV/TSV/JSONL test examples.")
+  flags.DEFINE_string("text_column", "text", "Text column/key of CSV/TSV/JSONL files.")
+  flags.DEFINE_string("label_column", "label", "Label column/key of CSV/TSV/JSONL files.")
+  flags.DEFINE_list("class_names", None, "Class names, in id order, when file labels are ids or a subset.")
+  flags.DEFINE_string("encoding", "utf-8", "Text encoding of the data files.")
+  flags.DEFINE_enum("encoding_errors", "strict", ["strict", "replace"],
+                    "Undecodable bytes: 'strict' stops with the file and line, 'replace' replaces and counts.")
+  flags.DEFINE_float("validation_fraction", 0.2, "Fraction of train held out for validation when the source "
+                     "has no validation split (the tutorial's 0.2 with seed 42).")
+  flags.DEFINE_float("test_fraction", 0.0, "Fraction held out for test when the source has no test split.")
+  flags.DEFINE_bool("drop_duplicates", False, "Drop exact duplicate texts before splitting (count reported).")
+  flags.DEFINE_integer("data_seed", 42, "Seed of the train/validation(/test) split.")
+  flags.DEFINE_integer("tokenize_batch_size", 256, "Texts per call of the preprocessing model in tf.data.")
+  flags.register_validator(
+      "validation_fraction", lambda v: 0.0 < v < 1.0, message="--validation_fraction must be in (0, 1).")
+  flags.register_validator(
+      "test_fraction", lambda v: 0.0 <= v < 1.0, message="--test_fraction must be in [0, 1).")
+
+
+def define_model_flags():
+  flags.DEFINE_string(
+      "encoder", encoders.DEFAULT_ENCODER,
+      "A short name from bertclf/encoders.py (the tutorial's 33 TF Hub encoders), a TF Hub handle URL, or a "
+      "local path: a TF Hub-format encoder SavedModel, or a folder holding encoder/ and preprocess/ "
+      "(what bertclf.hub_export and bertclf.convert_bert write).")
+  flags.DEFINE_string("preprocess", None, "Preprocessing model handle or path; default: the one that matches "
+                      "--encoder.")
+  flags.DEFINE_integer("seq_length", 128, "Tokens per example, [CLS] and [SEP] included.")
+  flags.DEFINE_enum("head", "dense", list(heads.HEADS), "Classifier head on pooled_output (bertclf/heads.py).")
+  flags.DEFINE_enum("loss", "softmax_ce", list(losses.LOSSES),
+                    "Loss (bertclf/losses.py); sigmoid_ce is the tutorial's one-logit binary loss.")
+  flags.DEFINE_float("dropout", 0.1, "Dropout rate before the head.")
+  flags.register_validator("seq_length", lambda v: v >= 3, message="--seq_length must be >= 3.")
+  flags.register_validator("dropout", lambda v: 0.0 <= v < 1.0, message="--dropout must be in [0, 1).")
+
+
+def define_run_flags():
+  """Flags shared by training and evaluation: where, on what devices, at what precision."""
+  flags.DEFINE_string("model_dir", "runs/default", "Checkpoints, TensorBoard logs, config and export go here.")
+  flags.DEFINE_enum("strategy", "mirrored", list(STRATEGIES),
+                    "tf.distribute strategy (built by official.common.distribute_utils): mirrored = all "
+                    "local GPUs (or --num_gpus), multi_worker_mirrored reads TF_CONFIG.")
+  flags.DEFINE_integer("num_gpus", None, "GPUs for mirrored/one_device; default: all visible.")
+  flags.DEFINE_integer("num_cpu_devices", 1, "Split the host CPU into N logical devices and mirror over "
+                       "them: the multi-replica path on a laptop (no GPUs).")
+  flags.DEFINE_enum("dtype", "fp32", list(DTYPES), "fp16 = mixed_float16 with dynamic loss scaling; "
+                    "bf16 = mixed_bfloat16.")
+  flags.DEFINE_integer("batch_size", 32, "GLOBAL batch size, split evenly over the replicas.")
+  flags.DEFINE_integer("eval_batch_size", None, "Global eval batch; default --batch_size.")
+  flags.DEFINE_bool("jit_compile", False, "XLA-compile the forward/backward pass.")
+  flags.register_validator("batch_size", lambda v: v >= 1, message="--batch_size must be >= 1.")
+  flags.register_validator("num_cpu_devices", lambda v: v >= 1, message="--num_cpu_devices must be >= 1.")
+  flags.register_multi_flags_validator(
+      ["num_cpu_devices", "num_gpus"], lambda d: d["num_cpu_devices"] == 1 or not d["num_gpus"],
+      message="--num_cpu_devices > 1 mirrors over logical CPUs; it cannot be combined with --num_gpus.")
+
+
+def define_train_flags():
+  flags.DEFINE_integer("epochs", 5, "Training epochs (the tutorial's 5).")
+  flags.DEFINE_integer("train_steps", None, "Stop after this many steps (default: epochs x steps/epoch).")
+  flags.DEFINE_float("learning_rate", 3e-5, "Peak learning rate (the tutorial's 3e-5).")
+  flags.DEFINE_float("warmup_fraction", 0.1, "Linear warmup over this fraction of the steps.")
+  flags.DEFINE_enum("optimizer", "adamw", list(optim.OPTIMIZERS), "official.nlp.optimization optimizer.")
+  flags.DEFINE_integer("seed", 0, "Seed of the weights' init, dropout and the shuffle order.")
+  flags.DEFINE_integer("steps_per_loop", 10, "Train steps per tf.function call (less host overhead).")
+  flags.DEFINE_integer("log_every_steps", 50, "absl log line every N steps.")
+  flags.DEFINE_integer("summary_every_steps", 50, "TensorBoard train scalars every N steps.")
+  flags.DEFINE_integer("eval_every_steps", 0, "Validate every N steps (0: only at epoch ends).")
+  flags.DEFINE_integer("checkpoint_every_steps", 500, "Save a checkpoint every N steps (and at the end).")
+  flags.DEFINE_integer("max_to_keep", 3, "Checkpoints kept (the best one is kept apart in <model_dir>/best).")
+  flags.DEFINE_bool("export", True, "Write <model_dir>/export (raw strings in, probabilities out) at the end.")
+  for name in ("steps_per_loop", "log_every_steps", "summary_every_steps", "checkpoint_every_steps",
+               "max_to_keep", "epochs"):
+    flags.register_validator(name, lambda v: v >= 1, message=f"--{name} must be >= 1.")
+  flags.register_validator("eval_every_steps", lambda v: v >= 0, message="--eval_every_steps must be >= 0.")
+  flags.register_validator("warmup_fraction", lambda v: 0.0 <= v < 1.0,
+                           message="--warmup_fraction must be in [0, 1).")
+  flags.register_validator("learning_rate", lambda v: v > 0, message="--learning_rate must be > 0.")
+
+
+def define_flags():
+  """Defines all bertclf flags (train.py and eval.py both call this)."""
+  define_data_flags()
+  define_model_flags()
+  define_run_flags()
+  define_train_flags()
+
+
+# Derived values: computed from flags, never written back to them.
+def eval_batch_size():
+  return FLAGS.eval_batch_size or FLAGS.batch_size
+
+
+def data_kwargs():
+  """Keyword arguments of `bertclf.data.load_text_data` from the data flags."""
+  return dict(cache_dir=FLAGS.data_cache_dir, validation_file=FLAGS.validation_file,
+              test_file=FLAGS.test_file, text_column=FLAGS.text_column, label_column=FLAGS.label_column,
+              class_names=FLAGS.class_names, encoding=FLAGS.encoding, encoding_errors=FLAGS.encoding_errors,
+              validation_fraction=FLAGS.validation_fraction, test_fraction=FLAGS.test_fraction,
+              drop_duplicates=FLAGS.drop_duplicates, seed=FLAGS.data_seed)
+
+
+def flag_values():
+  """{name: value} of every flag defined here: what a run used, for its config.json and TensorBoard."""
+  return {f.name: f.value for f in FLAGS.get_flags_for_module(__name__)}

@@ -1,0 +1,36 @@
+"""What a run used, written into its model dir, and the check that a resumed run uses the same model.
+
+`<model_dir>/config.json` holds the flags, the resolved handles, the classes and the replica count, so a run can
+be repeated (or evaluated) from its own folder.
+"""
+import json
+import os
+
+import tensorflow as tf
+
+CONFIG_FILE = "config.json"
+# Changing any of these makes the saved weights meaningless or unloadable for the new run.
+MUST_MATCH = ("encoder_handle", "class_names", "seq_length", "head", "loss")
+
+
+def read(model_dir):
+  path = os.path.join(model_dir, CONFIG_FILE)
+  if not tf.io.gfile.exists(path):
+    return None
+  with tf.io.gfile.GFile(path) as f:
+    return json.load(f)
+
+
+def check_compatible(saved, config, what):
+  """Raises ValueError listing every MUST_MATCH key where `saved` and `config` differ."""
+  diffs = [f"  {k}: saved {saved.get(k)!r}, now {config.get(k)!r}" for k in MUST_MATCH
+           if k in saved and saved.get(k) != config.get(k)]
+  if diffs:
+    raise ValueError(f"{what} was written by a run with a different model:\n" + "\n".join(diffs) +
+                     "\nUse a new --model_dir, or pass the flags that run used (see its config.json).")
+
+
+def write(model_dir, config):
+  tf.io.gfile.makedirs(model_dir)
+  with tf.io.gfile.GFile(os.path.join(model_dir, CONFIG_FILE), "w") as f:
+    f.write(json.dumps(config, indent=2, sort_keys=True, default=str))

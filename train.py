@@ -1,0 +1,275 @@
+"""Fine-tunes a BERT-family encoder for text classification with an explicit tf.distribute training loop.
+
+  python train.py --flagfile=flags/tiny.cfg
+  python train.py --flagfile=flags/imdb_small_bert.cfg --model_dir=runs/imdb
+
+Reads top to bottom: setup → data → model → step functions → restore → loop → export. Shapes: B = per-replica
+batch, G = global batch, T = sequence length, H = hidden size, L = logits, C = classes.
+"""
+import bertclf  # noqa: F401  (selects tf_keras before TensorFlow loads; keep it first)
+
+import os
+import signal
+import time
+
+from absl import app
+from absl import flags
+from absl import logging
+import numpy as np
+import tensorflow as tf
+import tf_keras
+
+from bertclf import data
+from bertclf import distribute
+from bertclf import encoders
+from bertclf import evaluation
+from bertclf import export as export_lib
+from bertclf import flags as bertclf_flags
+from bertclf import losses
+from bertclf import model as model_lib
+from bertclf import optim
+from bertclf import pipeline
+from bertclf import run_config
+from bertclf import summaries
+
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+  del argv
+  # ============================================================== Setup: strategy, precision, encoder, config
+  strategy = distribute.get_strategy(FLAGS.strategy, FLAGS.num_gpus, FLAGS.num_cpu_devices)
+  num_replicas = strategy.num_replicas_in_sync
+  G = FLAGS.batch_size  # pylint: disable=invalid-name
+  if G % num_replicas:
+    raise ValueError(f"--batch_size={G} is the global batch and must divide by the {num_replicas} replicas.")
+  distribute.set_precision(FLAGS.dtype)
+  tf.random.set_seed(FLAGS.seed)
+  handles = encoders.resolve(FLAGS.encoder, FLAGS.preprocess)
+  if handles.max_seq_length and FLAGS.seq_length > handles.max_seq_length:
+    raise ValueError(f"--seq_length={FLAGS.seq_length} exceeds the encoder's maximum of "
+                     f"{handles.max_seq_length} positions.")
+  model_dir = FLAGS.model_dir
+
+  # ============================================================== Data: load, tokenize once on the host
+  text_data = data.load_text_data(FLAGS.dataset, **bertclf_flags.data_kwargs())
+  for line in text_data.report:
+    logging.info("data: %s", line)
+  num_classes = len(text_data.class_names)
+  loss_def = losses.LOSSES[FLAGS.loss]
+  if (problem := loss_def.check(num_classes)):
+    raise ValueError(problem)
+  preprocess = encoders.load_preprocess(handles)
+  train_data = pipeline.tokenize(text_data.train, preprocess, FLAGS.seq_length, FLAGS.tokenize_batch_size)
+  val_data = pipeline.tokenize(text_data.validation, preprocess, FLAGS.seq_length, FLAGS.tokenize_batch_size)
+  steps_per_epoch = pipeline.steps_per_epoch(len(train_data), G)
+  total_steps = FLAGS.train_steps or FLAGS.epochs * steps_per_epoch
+  warmup_steps = int(FLAGS.warmup_fraction * total_steps)
+
+  config = {**bertclf_flags.flag_values(),
+            "encoder_handle": handles.encoder, "preprocess_handle": handles.preprocess,
+            "encoder_config": handles.config, "class_names": text_data.class_names,
+            "data_source": text_data.source, "num_replicas": num_replicas, "strategy_class":
+            type(strategy).__name__, "policy": distribute.POLICIES[FLAGS.dtype], "steps_per_epoch":
+            steps_per_epoch, "total_steps": total_steps, "warmup_steps": warmup_steps,
+            "num_train_examples": len(train_data), "num_validation_examples": len(val_data)}
+  saved = run_config.read(model_dir)
+  if saved and tf.train.latest_checkpoint(model_dir):
+    run_config.check_compatible(saved, config, f"--model_dir={model_dir}")
+  if _is_chief(strategy):
+    run_config.write(model_dir, config)
+  for k in sorted(config):
+    logging.info("config %s = %s", k, config[k])
+
+  # ============================================================== Model, optimizer, checkpoint
+  with strategy.scope():
+    encoder = encoders.load_encoder_layer(handles, trainable=True)
+    model = model_lib.build_classifier(encoder, loss_def.num_logits(num_classes), FLAGS.head, FLAGS.dropout)
+    optimizer = optim.create_optimizer(FLAGS.optimizer, FLAGS.learning_rate, total_steps, warmup_steps,
+                                       FLAGS.dtype)
+    # Batches consumed so far: the input position (see pipeline.py) and the loop counter. Not the optimizer's
+    # `iterations`, which does not advance when fp16 loss scaling skips a step.
+    step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+    best_val_accuracy = tf.Variable(-1.0, dtype=tf.float32, trainable=False, name="best_val_accuracy")
+  checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step,
+                                   best_val_accuracy=best_val_accuracy)
+  manager = tf.train.CheckpointManager(checkpoint, _writable_dir(strategy, model_dir),
+                                       max_to_keep=FLAGS.max_to_keep, step_counter=step)
+  best_manager = tf.train.CheckpointManager(checkpoint, _writable_dir(strategy, os.path.join(model_dir, "best")),
+                                            max_to_keep=1, step_counter=step)
+
+  # ============================================================== Step functions
+  trainable = model.trainable_variables
+  scaled = isinstance(optimizer, tf_keras.mixed_precision.LossScaleOptimizer)
+
+  @tf.function(jit_compile=FLAGS.jit_compile)
+  def forward_backward(features, labels):
+    with tf.GradientTape() as tape:
+      logits = tf.cast(model(features, training=True), tf.float32)  # [B, L]; the loss is always float32
+      # Averaged over the GLOBAL batch: the all-reduce SUM of the replicas' gradients is then the mean.
+      loss = tf.nn.compute_average_loss(loss_def.per_example(labels, logits), global_batch_size=G)
+      loss_for_grad = optimizer.get_scaled_loss(loss) if scaled else loss
+    grads = tape.gradient(loss_for_grad, trainable)
+    if scaled:
+      grads = optimizer.get_unscaled_gradients(grads)
+    predicted = tf.argmax(loss_def.probabilities(logits), -1, output_type=tf.int32)  # [B]
+    correct = tf.reduce_sum(tf.cast(predicted == labels, tf.float32))
+    return loss, correct, grads
+
+  def train_step(batch):
+    """One step on one replica's batch: gradients, all-reduce, clip, update."""
+    features, labels, _ = batch  # {k: [B, T] int32}, [B] int32
+    loss, correct, grads = forward_backward(features, labels)
+    grads = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, grads)
+    grad_norm = tf.linalg.global_norm(grads)  # of the global mean gradient, before clipping
+    grads, _ = tf.clip_by_global_norm(grads, optim.CLIP_NORM, use_norm=grad_norm)
+    optimizer.apply_gradients(zip(grads, trainable), experimental_aggregate_gradients=False)
+    step.assign_add(1)
+    return loss, correct, grad_norm
+
+  @tf.function
+  def train_loop(iterator, num_steps):
+    """Runs num_steps steps in one call; returns per-step global loss, correct count and grad norm."""
+    outs = [tf.TensorArray(tf.float32, size=num_steps) for _ in range(3)]
+    for i in tf.range(num_steps):
+      per_replica = strategy.run(train_step, args=(next(iterator),))
+      loss, correct = (strategy.reduce("SUM", t, axis=None) for t in per_replica[:2])
+      grad_norm = strategy.reduce("MEAN", per_replica[2], axis=None)  # equal on every replica
+      outs = [ta.write(i, v) for ta, v in zip(outs, (loss, correct, grad_norm))]
+    return [ta.stack() for ta in outs]  # 3 x [num_steps]
+
+  predict = evaluation.make_predict_fn(strategy, model, loss_def)
+  val_writer = summaries.writer(_writable_dir(strategy, model_dir), "validation")
+
+  def validate():
+    probs, per_example = predict(val_data, bertclf_flags.eval_batch_size())
+    metrics = evaluation.basic_metrics(probs, per_example, val_data.labels)
+    s = int(step.numpy())
+    logging.info("validation step %d: loss %.4f accuracy %.4f (%d examples)", s, metrics["loss"],
+                 metrics["accuracy"], metrics["num_examples"])
+    summaries.write_scalars(val_writer, s, {"loss": metrics["loss"], "accuracy": metrics["accuracy"]})
+    if metrics["accuracy"] > best_val_accuracy.numpy():
+      best_val_accuracy.assign(metrics["accuracy"])
+      best_manager.save(checkpoint_number=s)  # every worker saves (see _writable_dir); saving is collective
+      logging.info("new best validation accuracy %.4f at step %d (saved to %s)", metrics["accuracy"], s,
+                   best_manager.latest_checkpoint)
+    return metrics
+
+  # ============================================================== Restore: continue exactly where it stopped
+  if manager.latest_checkpoint:
+    checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+    logging.info("Restored %s: continuing at step %d of %d.", manager.latest_checkpoint, int(step.numpy()),
+                 total_steps)
+  start_step = int(step.numpy())
+  train_iter = iter(strategy.distribute_datasets_from_function(
+      pipeline.train_dataset_fn(train_data, G, FLAGS.seed, start_step)))
+  train_writer = summaries.writer(_writable_dir(strategy, model_dir), "train")
+  if start_step == 0:
+    summaries.write_config(train_writer, config, {k: config[k] for k in _hparam_keys() if k in config})
+
+  stop_signal = []
+  for sig in (signal.SIGTERM, signal.SIGINT):  # finish the current steps_per_loop call, save, exit
+    signal.signal(sig, lambda signum, _: stop_signal.append(signum))
+
+  # ============================================================== Loop
+  window = {"loss": [], "correct": [], "grad_norm": []}
+  window_start, window_steps = time.time(), 0
+  run_start, run_start_step = time.time(), start_step
+  s = saved_at = start_step
+  while s < total_steps and not stop_signal:
+    n = _steps_until_next_event(s, total_steps, steps_per_epoch)
+    step_losses, step_correct, step_norms = (t.numpy() for t in train_loop(train_iter, tf.constant(n)))
+    if not np.all(np.isfinite(step_losses)):
+      bad = s + 1 + int(np.argmin(np.isfinite(step_losses)))
+      raise FloatingPointError(f"Loss is {step_losses[bad - s - 1]} at step {bad}; stopping. The last good "
+                               f"checkpoint stays in {model_dir} ({manager.latest_checkpoint}). Lower "
+                               "--learning_rate, or use --dtype=fp32/bf16.")
+    s += n
+    for k, v in zip(window, (step_losses, step_correct, step_norms)):
+      window[k].extend(v.tolist())
+    window_steps += n
+
+    if s % FLAGS.summary_every_steps == 0 or s % FLAGS.log_every_steps == 0 or s == total_steps:
+      elapsed = time.time() - window_start
+      scalars = {"loss": float(np.mean(window["loss"])),
+                 "accuracy": float(np.sum(window["correct"]) / (G * window_steps)),
+                 "learning_rate": float(optim.learning_rate(optimizer)),
+                 "grad_norm": float(np.mean(window["grad_norm"])),
+                 "steps_per_sec": window_steps / elapsed, "examples_per_sec": G * window_steps / elapsed}
+      if scaled:
+        scalars["loss_scale"] = float(optimizer.loss_scale)
+      if s % FLAGS.summary_every_steps == 0 or s == total_steps:
+        summaries.write_scalars(train_writer, s, scalars)
+      if s % FLAGS.log_every_steps == 0 or s == total_steps:
+        rate = (s - run_start_step) / (time.time() - run_start)
+        logging.info("step %d/%d epoch %.2f loss %.4f accuracy %.4f lr %.3g grad_norm %.3g %.1f ex/s ETA %s",
+                     s, total_steps, s / steps_per_epoch, scalars["loss"], scalars["accuracy"],
+                     scalars["learning_rate"], scalars["grad_norm"], scalars["examples_per_sec"],
+                     _eta(total_steps - s, rate))
+      window = {k: [] for k in window}
+      window_start, window_steps = time.time(), 0
+
+    if (FLAGS.eval_every_steps and s % FLAGS.eval_every_steps == 0) or s % steps_per_epoch == 0 or \
+        s == total_steps:
+      validate()
+    if s % FLAGS.checkpoint_every_steps == 0 or s == total_steps:
+      manager.save(checkpoint_number=s)
+      saved_at = s
+
+  if saved_at != s:  # stopped by a signal between saves
+    manager.save(checkpoint_number=s)
+  if stop_signal:
+    logging.warning("Stopped by signal %d at step %d; checkpoint %s saved. Run the same command again to "
+                    "continue.", stop_signal[0], s, manager.latest_checkpoint)
+    raise SystemExit(128 + stop_signal[0])
+
+  # ============================================================== Export: raw strings → probabilities
+  if FLAGS.export and _is_chief(strategy):
+    if best_manager.latest_checkpoint:
+      tf.train.Checkpoint(model=model).restore(best_manager.latest_checkpoint).expect_partial()
+      logging.info("Exporting the best checkpoint %s (validation accuracy %.4f).",
+                   best_manager.latest_checkpoint, best_val_accuracy.numpy())
+    export_lib.export(os.path.join(model_dir, "export"), preprocess=preprocess, model=model,
+                      probabilities_fn=loss_def.probabilities, class_names=text_data.class_names,
+                      seq_length=FLAGS.seq_length)
+  logging.info("Done: %d steps; model dir %s", s, model_dir)
+
+
+def _steps_until_next_event(s, total_steps, steps_per_epoch):
+  """Steps to run in the next call: up to --steps_per_loop, stopping at the next log/eval/save/epoch end."""
+  every = [FLAGS.log_every_steps, FLAGS.summary_every_steps, FLAGS.checkpoint_every_steps, steps_per_epoch]
+  if FLAGS.eval_every_steps:
+    every.append(FLAGS.eval_every_steps)
+  next_event = min([total_steps] + [(s // k + 1) * k for k in every])
+  return min(FLAGS.steps_per_loop, next_event - s)
+
+
+def _eta(steps_left, steps_per_sec):
+  seconds = int(steps_left / max(steps_per_sec, 1e-9))
+  return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def _is_chief(strategy):
+  """True on the one worker that writes files (as official's `is_chief`): single host, chief, or worker 0."""
+  resolver = getattr(strategy, "cluster_resolver", None)
+  task_type = resolver.task_type if resolver else None
+  return (task_type is None or task_type == "chief" or
+          (task_type == "worker" and resolver.task_id == 0 and "chief" not in resolver.cluster_spec().jobs))
+
+
+def _writable_dir(strategy, path):
+  """Checkpoints: every worker must save (saving is collective), but only the chief into the real folder."""
+  if _is_chief(strategy):
+    return path
+  resolver = strategy.cluster_resolver
+  return os.path.join(path, ".workers", f"{resolver.task_type}_{resolver.task_id}")
+
+
+def _hparam_keys():
+  return ("encoder", "seq_length", "batch_size", "learning_rate", "epochs", "dtype", "optimizer", "head", "loss",
+          "dropout", "warmup_fraction", "seed", "num_replicas")
+
+
+if __name__ == "__main__":
+  bertclf_flags.define_flags()
+  app.run(main)
