@@ -1,0 +1,718 @@
+"""Loads labelled text into Python lists: aclImdb, a folder in its layout, or a CSV/TSV/JSONL file.
+
+Everything here is plain Python and numpy, so loading and its errors can be tested without TensorFlow.
+Every bad input raises `DataError` naming the file (and line) and the flag that fixes it, and everything
+done to the data (splits, duplicates, replaced characters) is written to `TextData.report`.
+
+Splitting, when a split has to be taken off the training data, is the same for every source:
+
+  1. The training examples are listed in source order: rows in file order, or for a folder the files in
+     the order `tf_keras.utils.text_dataset_from_directory` lists them (class folders sorted by name, then
+     each class folder walked with its folder paths sorted and its file names sorted).
+  2. They are permuted with `numpy.random.RandomState(seed).permutation(n)`, which is the shuffle
+     `text_dataset_from_directory` applies to its file list (`RandomState(seed).shuffle`).
+  3. If a test split is needed, the last `int(test_fraction * n)` examples become the test split.
+  4. If a validation split is needed, the last `int(validation_fraction * m)` of the remaining `m` become
+     the validation split; the rest, still in permuted order, is the training split.
+
+So for a folder with no `validation/` folder and `test_fraction=0`, train and validation hold the same
+files in the same order as `text_dataset_from_directory(dir/train, validation_split=validation_fraction,
+subset="training"/"validation", seed=seed, shuffle=True)` before its per-epoch shuffle: the split of the
+TensorFlow "Classify text with BERT" tutorial (0.2, seed 42). Splits read from their own folder or file
+keep source order. The training split is always in permuted order, even when nothing is taken off it.
+"""
+
+import codecs
+import collections
+import contextvars
+import csv
+import dataclasses
+import http.client
+import io
+import json
+import logging
+import os
+import re
+import shutil
+import sys
+import tarfile
+import tempfile
+import urllib.error
+import urllib.request
+
+import numpy as np
+
+IMDB_URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
+
+# Per socket operation; short, so a machine without internet fails in seconds instead of hanging.
+_DOWNLOAD_TIMEOUT_S = 20
+_FORMATS = {".csv": ",", ".tsv": "\t", ".jsonl": None}
+_UNSUP = "unsup"  # aclImdb's unlabelled reviews; a folder of that name is never a class.
+_INT_RE = re.compile(r"-?[0-9]+")
+
+_log = logging.getLogger(__name__)
+
+
+class DataError(ValueError):
+  """Bad input data or data options; the message names the file (and line) and the fix."""
+
+
+@dataclasses.dataclass
+class Split:
+  """One split: texts and their int32 class ids in [0, num_classes)."""
+  texts: list[str]
+  labels: np.ndarray
+
+  def __len__(self):
+    return len(self.texts)
+
+
+@dataclasses.dataclass
+class TextData:
+  """The loaded splits, class names, where they came from and what was done to them."""
+  train: Split
+  validation: Split
+  test: Split | None  # None when the source has no test split.
+  class_names: list[str]
+  source: str
+  report: list[str]
+
+
+def load_text_data(dataset: str = "imdb", *, cache_dir: str = "~/.cache/bertclf",
+                   validation_file: str | None = None, test_file: str | None = None,
+                   text_column: str = "text", label_column: str = "label",
+                   class_names: list[str] | None = None,
+                   encoding: str = "utf-8", encoding_errors: str = "strict",
+                   validation_fraction: float = 0.2, test_fraction: float = 0.0,
+                   drop_duplicates: bool = False, seed: int = 42) -> TextData:
+  """Loads a labelled text dataset (see the module docstring for how splits are made).
+
+  Args:
+    dataset: "imdb" (aclImdb, downloaded into `cache_dir` unless already extracted there), a folder
+      `<dir>/{train,validation,test}/<class_name>/*.txt` (only train/ is required; a folder named
+      `unsup` is never a class), or a `.csv`, `.tsv` or `.jsonl` file (format from the extension).
+    cache_dir: where "imdb" is downloaded and extracted (`<cache_dir>/aclImdb`).
+    validation_file: for a file dataset, a file holding the validation split (same columns).
+    test_file: for a file dataset, a file holding the test split (same columns).
+    text_column: the column (CSV/TSV header name or JSON key) holding the text.
+    label_column: the column holding the label: a class name or an integer class id.
+    class_names: the classes, in class-id order. Without it, integer labels are ids and the classes
+      are "0".."max"; other labels are names and the classes are the sorted training label names.
+      A label that matches a given class name is that class, otherwise it must be an id in range.
+      For a folder it must name the class folders; it sets their order.
+    encoding: text encoding of every file.
+    encoding_errors: "strict" (fail on undecodable bytes) or a Python codec error handler such as
+      "replace" (use U+FFFD; the report says how many files/lines were affected).
+    validation_fraction: fraction of the training examples (after any test split) held out for
+      validation when there is no validation folder or file.
+    test_fraction: fraction of the training examples held out for test when there is no test
+      folder or file; 0 means no test split unless the source has one.
+    drop_duplicates: drop texts (compared after stripping whitespace) seen earlier in the training
+      source, keeping the first, and drop from separate validation/test sources every text that is in
+      the training source. Happens before splitting. Duplicates are counted in the report either way.
+    seed: seed of the split permutation.
+
+  Returns:
+    TextData.
+
+  Raises:
+    DataError: on any bad input or option; the message names the file, line and fixing flag.
+  """
+  report = []
+  _check_options(class_names, encoding, encoding_errors, validation_fraction, test_fraction)
+  opts = _Options(class_names=list(class_names) if class_names else None, encoding=encoding,
+                  errors=encoding_errors, validation_fraction=validation_fraction,
+                  test_fraction=test_fraction, drop_duplicates=drop_duplicates, seed=seed)
+  if dataset == "imdb":
+    _no_split_files(dataset, validation_file, test_file)
+    root = _fetch_imdb(os.path.expanduser(cache_dir), report)
+    return _load_folder(root, f"aclImdb at {root}", opts, report)
+  path = os.path.expanduser(dataset)
+  if os.path.isdir(path):
+    _no_split_files(dataset, validation_file, test_file)
+    return _load_folder(path, f"folder {path}", opts, report)
+  if not os.path.exists(path) and os.path.splitext(path)[1].lower() not in _FORMATS:
+    raise DataError(f"--dataset={dataset}: no such file or folder. Pass 'imdb', a folder with "
+                    "train/<class_name>/*.txt, or a .csv, .tsv or .jsonl file.")
+  return _load_files(path, validation_file, test_file, text_column, label_column, opts, report)
+
+
+@dataclasses.dataclass
+class _Options:
+  class_names: list[str] | None
+  encoding: str
+  errors: str
+  validation_fraction: float
+  test_fraction: float
+  drop_duplicates: bool
+  seed: int
+
+
+@dataclasses.dataclass
+class _Part:
+  """Examples from one source, with where each came from for error messages."""
+  name: str  # "train", "validation" or "test".
+  texts: list[str]
+  labels: list[int]
+  origin: str  # The file or folder, for the report.
+
+  def take(self, indices):
+    return _Part(self.name, [self.texts[i] for i in indices], [self.labels[i] for i in indices],
+                 self.origin)
+
+
+def _check_options(class_names, encoding, encoding_errors, validation_fraction, test_fraction):
+  try:
+    codecs.lookup(encoding)
+  except LookupError:
+    raise DataError(f"--encoding={encoding} is not an encoding Python knows (e.g. utf-8, latin-1, "
+                    "cp1252).") from None
+  try:
+    codecs.lookup_error(encoding_errors)
+  except LookupError:
+    raise DataError(f"--encoding_errors={encoding_errors} is not a codec error handler; use "
+                    "strict or replace.") from None
+  if not 0 <= validation_fraction < 1:
+    raise DataError(f"--validation_fraction={validation_fraction} must be in [0, 1).")
+  if not 0 <= test_fraction < 1:
+    raise DataError(f"--test_fraction={test_fraction} must be in [0, 1).")
+  if class_names is not None:
+    names = list(class_names)
+    if len(names) < 2 or not all(isinstance(n, str) and n.strip() for n in names):
+      raise DataError(f"--class_names={names} must list at least 2 non-empty class names.")
+    repeated = sorted(n for n, c in collections.Counter(names).items() if c > 1)
+    if repeated:
+      raise DataError(f"--class_names={names} lists {repeated} more than once.")
+
+
+def _no_split_files(dataset, validation_file, test_file):
+  if validation_file or test_file:
+    raise DataError(f"--validation_file/--test_file are for .csv/.tsv/.jsonl datasets, not "
+                    f"--dataset={dataset}; put the split in a validation/ or test/ folder next to "
+                    "train/ instead.")
+
+
+# ----------------------------------------------------------------------------------------------------
+# IMDB download.
+
+
+def _urlopen(url, timeout):
+  # Indirection so tests can serve a fake archive (or fail) without a network.
+  return urllib.request.urlopen(url, timeout=timeout)
+
+
+def _fetch_imdb(cache_dir, report):
+  """Returns `<cache_dir>/aclImdb`, downloading and extracting it first if it is not there."""
+  root = os.path.join(cache_dir, "aclImdb")
+  if os.path.isdir(root):
+    report.append(f"imdb: using the extracted {root} (delete it to download again)")
+    return root
+  archive = os.path.join(cache_dir, "aclImdb_v1.tar.gz")
+  offline_fix = (f"On a machine without internet, download {IMDB_URL} elsewhere, extract it and "
+                 "copy the aclImdb folder over, then pass --dataset=/path/to/aclImdb (a folder with "
+                 f"train/{{neg,pos}} and test/{{neg,pos}}) or place it at {root}.")
+  try:
+    os.makedirs(cache_dir, exist_ok=True)
+  except OSError as e:
+    raise DataError(f"Cannot create the cache folder {cache_dir}: {e}. Pass a writable --cache_dir. "
+                    + offline_fix) from e
+  if not os.path.isfile(archive):
+    part = archive + ".part"
+    _log.info("Downloading %s to %s", IMDB_URL, archive)
+    try:
+      with _urlopen(IMDB_URL, timeout=_DOWNLOAD_TIMEOUT_S) as response, open(part, "wb") as f:
+        shutil.copyfileobj(response, f, 1 << 20)
+        expected = response.headers.get("Content-Length") if getattr(response, "headers", None) else None
+        if expected is not None and int(expected) != f.tell():
+          raise OSError(f"got {f.tell()} of {expected} bytes")
+    except (urllib.error.URLError, http.client.HTTPException, TimeoutError, OSError, ValueError) as e:
+      if os.path.exists(part):
+        os.remove(part)
+      raise DataError(f"Downloading the IMDB dataset from {IMDB_URL} failed: {e}. " + offline_fix) from e
+    # Renamed only when complete, so a present archive is never a partial download.
+    os.replace(part, archive)
+    report.append(f"imdb: downloaded {IMDB_URL} ({os.path.getsize(archive)} bytes)")
+  _extract_imdb(archive, cache_dir, root, report)
+  return root
+
+
+def _extract_imdb(archive, cache_dir, root, report):
+  # Extract beside the target and move into place, so an interrupted extraction never looks complete.
+  tmp = tempfile.mkdtemp(prefix="aclImdb.extracting.", dir=cache_dir)
+  try:
+    try:
+      with tarfile.open(archive, "r:gz") as tar:
+        if hasattr(tarfile, "data_filter"):
+          tar.extractall(tmp, filter="data")
+        else:
+          tar.extractall(tmp)  # Python without extraction filters; the archive is a known one.
+    except (tarfile.TarError, EOFError, OSError) as e:
+      os.remove(archive)
+      raise DataError(f"{archive} is not a readable .tar.gz ({e}); it was deleted, so the next run "
+                      f"downloads it again. Or place an extracted aclImdb at {root}.") from e
+    extracted = os.path.join(tmp, "aclImdb")
+    if not os.path.isdir(extracted):
+      os.remove(archive)
+      raise DataError(f"{archive} has no aclImdb/ folder; it was deleted, so the next run downloads "
+                      f"it again. Or place an extracted aclImdb at {root}.")
+    unsup = os.path.join(extracted, "train", _UNSUP)
+    if os.path.isdir(unsup):
+      # Unlabelled reviews; the tutorial deletes them too.
+      shutil.rmtree(unsup)
+      report.append(f"imdb: deleted the unlabelled reviews in {os.path.join(root, 'train', _UNSUP)}")
+    os.replace(extracted, root)
+  finally:
+    shutil.rmtree(tmp, ignore_errors=True)
+  os.remove(archive)
+  report.append(f"imdb: extracted to {root} and deleted the archive")
+
+
+# ----------------------------------------------------------------------------------------------------
+# Decoding.
+
+# The active (bad byte offsets, delegate handler) of the counting error handler below.
+_DECODE_STATE = contextvars.ContextVar("_DECODE_STATE")
+
+
+def _counting_handler(err):
+  offsets, delegate = _DECODE_STATE.get()
+  offsets.append(err.start)
+  return delegate(err)
+
+
+codecs.register_error("bertclf.data.counting", _counting_handler)
+
+
+def _decode(data, path, opts):
+  """Returns (text, line numbers with undecodable bytes) of `data`, or raises DataError if strict."""
+  try:
+    return data.decode(opts.encoding), []
+  except UnicodeDecodeError as e:
+    if opts.errors == "strict":
+      line = data.count(b"\n", 0, e.start) + 1
+      raise DataError(f"{path}, line {line}: cannot decode byte 0x{data[e.start]:02x} (byte offset "
+                      f"{e.start}) as "
+                      f"{opts.encoding} ({e.reason}). Pass --encoding=<the file's encoding> (e.g. "
+                      "--encoding=latin-1) or --encoding_errors=replace to replace undecodable "
+                      "bytes with U+FFFD.") from None
+  offsets = []
+  token = _DECODE_STATE.set((offsets, codecs.lookup_error(opts.errors)))
+  try:
+    text = data.decode(opts.encoding, "bertclf.data.counting")
+  finally:
+    _DECODE_STATE.reset(token)
+  return text, sorted({data.count(b"\n", 0, o) + 1 for o in offsets})
+
+
+def _read_bytes(path):
+  try:
+    with open(path, "rb") as f:
+      return f.read()
+  except OSError as e:
+    raise DataError(f"Cannot read {path}: {e}. Check that it exists and is readable.") from e
+
+
+# ----------------------------------------------------------------------------------------------------
+# Folders in aclImdb layout.
+
+
+def _subfolders(directory):
+  """Sorted non-hidden subfolder names, as text_dataset_from_directory lists class folders."""
+  try:
+    names = sorted(os.listdir(directory))
+  except OSError as e:
+    raise DataError(f"Cannot list {directory}: {e}.") from e
+  return [n for n in names if not n.startswith(".") and os.path.isdir(os.path.join(directory, n))]
+
+
+def _txt_files(class_dir):
+  """The .txt files under `class_dir` in the order tf_keras' `index_subdirectory` lists them."""
+  # tf_keras walks with tf.io.gfile.walk (which enters every subfolder), sorts the walk by folder path
+  # and each folder's file names, and keeps names ending in .txt in any case.
+  walked = []
+  stack = [class_dir]
+  while stack:
+    top = stack.pop()
+    try:
+      names = os.listdir(top)
+    except OSError as e:
+      raise DataError(f"Cannot list {top}: {e}.") from e
+    files = []
+    for name in names:
+      full = os.path.join(top, name)
+      if os.path.isdir(full):
+        stack.append(full)
+      else:
+        files.append(name)
+    walked.append((top, files))
+  return [os.path.join(top, name) for top, files in sorted(walked, key=lambda w: w[0])
+          for name in sorted(files) if name.lower().endswith(".txt")]
+
+
+def _class_folders(split_dir, report):
+  names = _subfolders(split_dir)
+  if _UNSUP in names:
+    names.remove(_UNSUP)
+    report.append(f"ignored {os.path.join(split_dir, _UNSUP)} (unlabelled, not a class)")
+  return names
+
+
+def _read_split_folder(split_dir, name, class_names, opts, report):
+  texts, labels, bad_files, n_files = [], [], 0, 0
+  # Folders in sorted order whatever the class order, as text_dataset_from_directory lists them.
+  for class_name in sorted(class_names):
+    label = class_names.index(class_name)
+    class_dir = os.path.join(split_dir, class_name)
+    paths = _txt_files(class_dir)
+    if not paths:
+      raise DataError(f"{class_dir}: no .txt files in class folder '{class_name}'. Add its examples as "
+                      "<name>.txt files, or remove the folder if it is not a class.")
+    for path in paths:
+      text, bad_lines = _decode(_read_bytes(path), path, opts)
+      n_files += 1
+      bad_files += bool(bad_lines)
+      if not text.strip():
+        raise DataError(f"{path}: the text is empty or only whitespace. Delete the file or fill it in; "
+                        "empty examples are not dropped silently.")
+      texts.append(text)
+      labels.append(label)
+  if bad_files:
+    report.append(f"{split_dir}: {bad_files} of {n_files} files had bytes that are not "
+                  f"{opts.encoding}; decoded with --encoding_errors={opts.errors}")
+  return _Part(name, texts, labels, split_dir)
+
+
+def _load_folder(root, source, opts, report):
+  train_dir = os.path.join(root, "train")
+  if not os.path.isdir(root):
+    raise DataError(f"--dataset={root}: no such folder.")
+  if not os.path.isdir(train_dir):
+    raise DataError(f"{root}: no train/ folder. A --dataset folder needs train/<class_name>/*.txt "
+                    "(aclImdb layout), optionally validation/ and test/ laid out the same way; found "
+                    f"{sorted(os.listdir(root))}.")
+  found = _class_folders(train_dir, report)
+  if opts.class_names:
+    if set(opts.class_names) != set(found):
+      raise DataError(f"{train_dir}: class folders {found} do not match --class_names="
+                      f"{opts.class_names}. Pass the folder names, or leave --class_names out.")
+    class_names = list(opts.class_names)
+  else:
+    class_names = found
+  if len(class_names) < 2:
+    raise DataError(f"{train_dir}: found class folders {class_names}, need at least 2 (one folder of "
+                    "<name>.txt files per class). Check --dataset points at the dataset root.")
+  pool = _read_split_folder(train_dir, "train", class_names, opts, report)
+  given = {}
+  for name in ("validation", "test"):
+    split_dir = os.path.join(root, name)
+    if not os.path.isdir(split_dir):
+      continue
+    split_classes = _class_folders(split_dir, report)
+    if set(split_classes) != set(class_names):
+      raise DataError(f"{split_dir}: class folders {sorted(split_classes)} differ from the training "
+                      f"classes {sorted(class_names)} in {train_dir}. Every split needs the same class "
+                      "folders.")
+    given[name] = _read_split_folder(split_dir, name, class_names, opts, report)
+  # tf_keras would take an unsup/ folder as a class; without one its split is reproduced exactly.
+  return _assemble(pool, given, class_names, source, opts, report,
+                   tf_keras_split=not os.path.isdir(os.path.join(train_dir, _UNSUP)))
+
+
+# ----------------------------------------------------------------------------------------------------
+# CSV, TSV and JSONL files.
+
+
+def _file_format(path, flag):
+  ext = os.path.splitext(path)[1].lower()
+  if ext not in _FORMATS:
+    raise DataError(f"{flag}={path}: unsupported file type '{ext}'. Supported: a folder, 'imdb' "
+                    f"(--dataset only), or files ending in {', '.join(_FORMATS)}.")
+  return ext
+
+
+def _column_error(path, missing, present, flag, line=None):
+  where = f"{path}, line {line}" if line else path
+  return DataError(f"{where}: no column '{missing}'; the columns are {present}. Pass {flag}=<column> "
+                   "to name the right one.")
+
+
+def _read_table(path, ext, text_column, label_column, opts, report):
+  """Returns [(text, raw label, line number)] of a CSV/TSV/JSONL file."""
+  text, bad_lines = _decode(_read_bytes(path), path, opts)
+  if text.startswith("\ufeff"):
+    text = text[1:]
+    report.append(f"{path}: removed the byte-order mark at the start")
+  if bad_lines:
+    report.append(f"{path}: {len(bad_lines)} lines had bytes that are not {opts.encoding} (first: "
+                  f"line {bad_lines[0]}); decoded with --encoding_errors={opts.errors}")
+  if ext == ".jsonl":
+    rows = _jsonl_rows(path, text, text_column, label_column)
+  else:
+    rows = _csv_rows(path, text, _FORMATS[ext], text_column, label_column)
+  if not rows:
+    raise DataError(f"{path}: no examples. Add rows, or point the flag at the right file.")
+  for text_value, _, line in rows:
+    if not text_value.strip():
+      raise DataError(f"{path}, line {line}: the text in column '{text_column}' is empty or only "
+                      "whitespace. Fill it in or remove the row; empty examples are not dropped "
+                      "silently.")
+  return rows
+
+
+def _csv_rows(path, text, delimiter, text_column, label_column):
+  kind = "tab" if delimiter == "\t" else "comma"
+  old_limit = csv.field_size_limit()
+  csv.field_size_limit(sys.maxsize)  # The default 128 KiB per field is less than some documents.
+  try:
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    try:
+      header = next(reader, None)
+      if header is None:
+        raise DataError(f"{path}: the file is empty; it needs a header line naming its columns "
+                        f"('{text_column}' and '{label_column}').")
+      for column, flag in ((text_column, "--text_column"), (label_column, "--label_column")):
+        if column not in header:
+          raise _column_error(path, column, header, flag)
+      ti, li = header.index(text_column), header.index(label_column)
+      rows, blank_line = [], None
+      for row in reader:
+        if not any(field.strip() for field in row):
+          blank_line = blank_line or reader.line_num
+          continue
+        if blank_line is not None:
+          raise DataError(f"{path}, line {blank_line}: blank line between rows. Remove it.")
+        if len(row) != len(header):
+          raise DataError(f"{path}, line {reader.line_num}: {len(row)} fields, but the header has "
+                          f"{len(header)}. Put double quotes around fields that contain a {kind}, a "
+                          "double quote (written twice inside quotes) or a line break.")
+        rows.append((row[ti], row[li].strip(), reader.line_num))
+    except csv.Error as e:
+      raise DataError(f"{path}, line {reader.line_num}: cannot parse as {kind}-separated values: "
+                      f"{e}. Check the quoting around that line.") from e
+  finally:
+    csv.field_size_limit(old_limit)
+  return rows
+
+
+def _jsonl_rows(path, text, text_column, label_column):
+  rows, blank_line = [], None
+  # Split on "\n" only: JSON strings may hold other line separators such as U+2028.
+  for line, content in enumerate(text.split("\n"), start=1):
+    if not content.strip():
+      blank_line = blank_line or line
+      continue
+    if blank_line is not None:
+      raise DataError(f"{path}, line {blank_line}: blank line between JSON lines. Remove it; blank "
+                      "lines are only allowed at the end of the file.")
+    try:
+      record = json.loads(content)
+    except json.JSONDecodeError as e:
+      raise DataError(f"{path}, line {line}: not valid JSON ({e.msg} at column {e.colno}). Each line "
+                      "must be one JSON object.") from None
+    if not isinstance(record, dict):
+      raise DataError(f"{path}, line {line}: a JSON {type(record).__name__}, not an object. Each line "
+                      f"must be one JSON object with keys '{text_column}' and '{label_column}'.")
+    for column, flag in ((text_column, "--text_column"), (label_column, "--label_column")):
+      if column not in record:
+        raise _column_error(path, column, sorted(record), flag, line)
+    text_value, label = record[text_column], record[label_column]
+    if not isinstance(text_value, str):
+      raise DataError(f"{path}, line {line}: '{text_column}' is a JSON {type(text_value).__name__}, "
+                      "not a string. Fix the value, or pass --text_column=<column> if that is the "
+                      "wrong column.")
+    if isinstance(label, str):
+      label = label.strip()
+    elif isinstance(label, bool) or not isinstance(label, int):
+      raise DataError(f"{path}, line {line}: label {label!r} in '{label_column}' must be a string "
+                      "(class name) or an integer (class id). Fix the value, or pass "
+                      "--label_column=<column> if that is the wrong column.")
+    rows.append((text_value, label, line))
+  return rows
+
+
+def _is_id(label):
+  return isinstance(label, int) or bool(_INT_RE.fullmatch(label))
+
+
+class _LabelCoder:
+  """Turns raw labels into class ids, by class name or integer id."""
+
+  def __init__(self, class_names, by_name, given):
+    self.class_names = class_names
+    self.by_name = by_name  # Whether string labels are names (else every label is an id).
+    self.given = given  # Whether the names came from --class_names.
+    self._index = {n: i for i, n in enumerate(class_names)}
+
+  @classmethod
+  def from_train(cls, path, rows, class_names):
+    if class_names:
+      return cls(class_names, True, True)
+    labels = [label for _, label, _ in rows]
+    if all(_is_id(label) for label in labels):
+      for _, label, line in rows:
+        if int(label) < 0:
+          raise DataError(f"{path}, line {line}: label {label} is negative; integer labels are class "
+                          "ids 0, 1, ... Fix the label, or pass --class_names to name the classes.")
+      return cls([str(i) for i in range(max(int(label) for label in labels) + 1)], False, False)
+    return cls(sorted({str(label) for label in labels}), True, False)
+
+  def encode(self, path, label, line):
+    if label == "":
+      raise DataError(f"{path}, line {line}: the label is empty. Fill it in or remove the row.")
+    if self.by_name and str(label) in self._index:
+      return self._index[str(label)]
+    known = f"known classes: {self.class_names}" + ("" if self.given else " (from the training data)")
+    if _is_id(label) and (self.given or not self.by_name):
+      if 0 <= int(label) < len(self.class_names):
+        return int(label)
+      raise DataError(f"{path}, line {line}: label id {label} is out of range; ids must be in "
+                      f"[0, {len(self.class_names)}) ({known}). Fix the label, or pass --class_names "
+                      "with every class.")
+    raise DataError(f"{path}, line {line}: unknown label {label!r}; {known}. Fix the label, or pass "
+                    "--class_names with every class.")
+
+
+def _load_files(path, validation_file, test_file, text_column, label_column, opts, report):
+  def load(name, file, flag, coder):
+    ext = _file_format(file, flag)
+    if not os.path.isfile(file):
+      raise DataError(f"{flag}={file}: no such file. Check the path.")
+    rows = _read_table(file, ext, text_column, label_column, opts, report)
+    coder = coder or _LabelCoder.from_train(file, rows, opts.class_names)
+    labels = [coder.encode(file, label, line) for _, label, line in rows]
+    return _Part(name, [text for text, _, _ in rows], labels, file), coder
+
+  pool, coder = load("train", path, "--dataset", None)
+  given = {}
+  for name, file, flag in (("validation", validation_file, "--validation_file"),
+                           ("test", test_file, "--test_file")):
+    if file:
+      part, _ = load(name, os.path.expanduser(file), flag, coder)
+      present = {coder.class_names[i] for i in part.labels}
+      if present != set(coder.class_names):
+        raise DataError(f"{part.origin}: the {name} labels cover classes {sorted(present)}, but the "
+                        f"training data {path} has classes {sorted(coder.class_names)}. Every class "
+                        f"needs examples in {flag}; add them or fix the labels.")
+      given[name] = part
+  if len(coder.class_names) < 2:
+    raise DataError(f"{path}: every label is {coder.class_names[0]!r}; need at least 2 classes. Check "
+                    "--label_column, or pass --class_names with every class.")
+  return _assemble(pool, given, coder.class_names, f"{_file_format(path, '--dataset')[1:]} {path}",
+                   opts, report)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Duplicates, splits and the report.
+
+
+def _duplicates(part, drop, report):
+  """Counts (and with `drop` removes) texts equal after stripping to an earlier one in `part`."""
+  first_label, keep, n_dup, n_conflict = {}, [], 0, 0
+  for i, (text, label) in enumerate(zip(part.texts, part.labels)):
+    key = text.strip()
+    if key in first_label:
+      n_dup += 1
+      n_conflict += label != first_label[key]
+      if drop:
+        continue
+    else:
+      first_label[key] = label
+    keep.append(i)
+  conflicts = f"{n_conflict} of them with a label different from the first occurrence's"
+  if not n_dup:
+    report.append(f"{part.name} ({part.origin}): no duplicate texts")
+  elif drop:
+    report.append(f"{part.name} ({part.origin}): dropped {n_dup} duplicate texts, keeping the first "
+                  f"occurrence; {conflicts}")
+  else:
+    report.append(f"{part.name} ({part.origin}): {n_dup} texts repeat an earlier one ({conflicts}); "
+                  "kept, pass --drop_duplicates to drop them")
+  return part.take(keep) if drop else part
+
+
+def _overlap(part, train_keys, drop, report):
+  """Counts (and with `drop` removes) texts of a separate split that are in the training source."""
+  keep = [i for i, text in enumerate(part.texts) if text.strip() not in train_keys]
+  n = len(part.texts) - len(keep)
+  if drop and n:
+    report.append(f"{part.name}: dropped {n} texts that are also in the training source")
+    return part.take(keep)
+  report.append(f"{part.name}: {n} texts are also in the training source"
+                + (" (kept, pass --drop_duplicates to drop them)" if n else ""))
+  return part
+
+
+def _class_counts(labels, class_names):
+  counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=len(class_names))
+  return ", ".join(f"{name}: {count}" for name, count in zip(class_names, counts))
+
+
+def _assemble(pool, given, class_names, source, opts, report, tf_keras_split=False):
+  """Drops/counts duplicates, takes off missing splits, checks and reports them."""
+  present = set(pool.labels)
+  missing = [c for c in range(len(class_names)) if c not in present]
+  if missing:
+    raise DataError(f"{pool.origin}: no training examples of classes "
+                    f"{[class_names[c] for c in missing]} (classes: {class_names}). Add examples, or "
+                    "fix --class_names.")
+  if "test" in given and opts.test_fraction:
+    raise DataError(f"--test_fraction={opts.test_fraction} asks to split a test set off the training "
+                    f"data, but {given['test'].origin} already is one. Pass one or the other.")
+  n_listed = len(pool.texts)
+  pool = _duplicates(pool, opts.drop_duplicates, report)
+  train_keys = {text.strip() for text in pool.texts}
+  for name in given:
+    unused = " (--validation_fraction not used)" if name == "validation" else ""
+    report.append(f"{name}: read from {given[name].origin}{unused}")
+    given[name] = _overlap(_duplicates(given[name], opts.drop_duplicates, report), train_keys,
+                           opts.drop_duplicates, report)
+
+  n = len(pool.texts)
+  order = np.random.RandomState(opts.seed).permutation(n)
+  taken = {}
+  for name, fraction, flag in (("test", opts.test_fraction, "--test_fraction"),
+                               ("validation", opts.validation_fraction, "--validation_fraction")):
+    if name in given or (name == "test" and not fraction):
+      continue
+    k = int(fraction * len(order))
+    if not 0 < k < len(order):
+      raise DataError(f"{pool.origin}: {flag}={fraction} of {len(order)} training examples leaves "
+                      f"{k} for {name} and {len(order) - k} for training. Pass a {flag} that leaves "
+                      f"both non-empty, or give a {name} split.")
+    taken[name] = pool.take(order[len(order) - k:])
+    report.append(f"{name}: the last {k} of {len(order)} training examples after shuffling with "
+                  f"numpy RandomState({opts.seed}) ({flag}={fraction})")
+    order = order[:len(order) - k]
+  if tf_keras_split and n == n_listed and "validation" in taken and "test" not in taken:
+    report.append("validation: same files as tf_keras.utils.text_dataset_from_directory(train, "
+                  f"validation_split={opts.validation_fraction}, seed={opts.seed}), the split of the "
+                  "TF 'Classify text with BERT' tutorial")
+  train = pool.take(order)
+  splits = {"train": train, **given, **taken}
+
+  present = set(train.labels)
+  lost = [class_names[c] for c in range(len(class_names)) if c not in present]
+  if lost:
+    raise DataError(f"{pool.origin}: after taking off validation/test, training has no examples of "
+                    f"{lost}. Lower --validation_fraction/--test_fraction or add examples.")
+  for name in ("train", "validation", "test"):
+    part = splits.get(name)
+    if part is None:
+      continue
+    if not part.texts:
+      raise DataError(f"{part.origin}: the {name} split has no examples left"
+                      + (" after dropping duplicates" if opts.drop_duplicates else "")
+                      + ". Add examples or pass a different file/folder.")
+    present = set(part.labels)
+    absent = [class_names[c] for c in range(len(class_names)) if c not in present]
+    report.append(f"{name}: {len(part.texts)} examples ({_class_counts(part.labels, class_names)})"
+                  + (f"; no examples of {absent}" if absent else ""))
+
+  def split(name):
+    part = splits.get(name)
+    if part is None:
+      return None
+    return Split(list(part.texts), np.asarray(part.labels, dtype=np.int32))
+
+  return TextData(train=split("train"), validation=split("validation"), test=split("test"),
+                  class_names=list(class_names), source=source, report=report)
