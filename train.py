@@ -84,7 +84,8 @@ def main(argv):
   # ============================================================== Model, optimizer, checkpoint
   with strategy.scope():
     encoder = encoders.load_encoder_layer(handles, trainable=True)
-    model = model_lib.build_classifier(encoder, loss_def.num_logits(num_classes), FLAGS.head, FLAGS.dropout)
+    model = model_lib.build_classifier(encoder, loss_def.num_logits(num_classes), FLAGS.head, FLAGS.dropout,
+                                       FLAGS.encoder_dropout)
     optimizer = optim.create_optimizer(FLAGS.optimizer, FLAGS.learning_rate, total_steps, warmup_steps,
                                        FLAGS.dtype)
     # Batches consumed so far: the input position (see pipeline.py) and the loop counter. Not the optimizer's

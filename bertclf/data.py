@@ -214,7 +214,7 @@ def _fetch_imdb(cache_dir, report):
   try:
     os.makedirs(cache_dir, exist_ok=True)
   except OSError as e:
-    raise DataError(f"Cannot create the cache folder {cache_dir}: {e}. Pass a writable --cache_dir. "
+    raise DataError(f"Cannot create the cache folder {cache_dir}: {e}. Pass a writable --data_cache_dir. "
                     + offline_fix) from e
   if not os.path.isfile(archive):
     part = archive + ".part"

@@ -55,6 +55,8 @@ def define_model_flags():
   flags.DEFINE_enum("loss", "softmax_ce", list(losses.LOSSES),
                     "Loss (bertclf/losses.py); sigmoid_ce is the tutorial's one-logit binary loss.")
   flags.DEFINE_float("dropout", 0.1, "Dropout rate before the head.")
+  flags.DEFINE_bool("encoder_dropout", True, "Apply the encoder's own dropout while training. False (with "
+                    "--dropout=0) makes steps deterministic: for debugging and exact-resume checks.")
   flags.register_validator("seq_length", lambda v: v >= 3, message="--seq_length must be >= 3.")
   flags.register_validator("dropout", lambda v: 0.0 <= v < 1.0, message="--dropout must be in [0, 1).")
 

@@ -6,14 +6,15 @@ import tf_keras
 from bertclf import heads
 
 
-def build_classifier(encoder_layer, num_logits, head="dense", dropout=0.1):
+def build_classifier(encoder_layer, num_logits, head="dense", dropout=0.1, encoder_dropout=True):
   """A tf_keras.Model: {input_word_ids, input_mask, input_type_ids} [B, T] int32 → logits [B, num_logits].
 
   T is left open (None) so the same model runs at any sequence length. Under a mixed-precision policy the head
-  computes in the low precision; the caller casts logits to float32 before the loss.
+  computes in the low precision; the caller casts logits to float32 before the loss. encoder_dropout=False
+  runs the encoder in inference mode even while training (its weights still train): no dropout inside it.
   """
   inputs = {k: tf_keras.layers.Input(shape=(None,), dtype=tf.int32, name=k)
             for k in ("input_word_ids", "input_mask", "input_type_ids")}
-  pooled = encoder_layer(inputs)["pooled_output"]  # [B, H]
+  pooled = encoder_layer(inputs, training=None if encoder_dropout else False)["pooled_output"]  # [B, H]
   logits = heads.HEADS[head](pooled, num_logits, dropout)  # [B, num_logits]
   return tf_keras.Model(inputs, logits, name="classifier")

@@ -1,0 +1,29 @@
+# The two commands a newcomer types: `make demo` (main job) and `make test` (the test suite).
+# Each creates .venv and installs the requirements when they changed.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: setup test tiny demo clean
+
+$(STAMP): requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+# Tiny debugging run: generated reviews + a random 2-layer encoder, train → export in under a minute.
+tiny: $(STAMP)
+	$(PY) -m bertclf.toydata --out_dir=runs/tiny_assets
+	$(PY) train.py --flagfile=flags/tiny.cfg
+
+demo: tiny
+
+clean:
+	rm -rf runs

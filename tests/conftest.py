@@ -1,0 +1,37 @@
+"""Shared test fixtures: a tiny TF Hub-format encoder and a generated aclImdb-layout folder, built once per run.
+
+The host CPU is split into 2 logical devices before TensorFlow initializes, so any test can build a
+1-replica strategy (on /cpu:0) or a 2-replica MirroredStrategy in the same process.
+"""
+import os
+
+import bertclf  # noqa: F401  (selects tf_keras before TensorFlow loads)
+import pytest
+import tensorflow as tf
+
+from bertclf import distribute
+from bertclf import flags as bertclf_flags
+from bertclf import hub_export
+from bertclf import toydata
+
+distribute.split_cpu(2)
+bertclf_flags.define_flags()
+
+
+@pytest.fixture(scope="session")
+def tiny_hub(tmp_path_factory):
+  """A 2-layer, hidden-32 BERT encoder and its preprocessing model, both TF Hub format; no dropout inside, so
+  training is deterministic."""
+  root = str(tmp_path_factory.mktemp("tiny_hub"))
+  vocab = os.path.join(root, "vocab.txt")
+  size = hub_export.write_tiny_vocab(vocab)
+  tf.random.set_seed(1)
+  hub_export.export_hub_format(root, bert_config=hub_export.tiny_bert_config(size, dropout=0.0),
+                               vocab_file=vocab, default_seq_length=16)
+  return root
+
+
+@pytest.fixture(scope="session")
+def toy_imdb(tmp_path_factory):
+  """Generated reviews in aclImdb layout: train/{neg,pos} (400) and test/{neg,pos} (100)."""
+  return toydata.write_imdb_like(str(tmp_path_factory.mktemp("toy") / "aclImdb"), num_train=400, num_test=100)

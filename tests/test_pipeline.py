@@ -1,0 +1,108 @@
+"""The tokenized input pipeline: host tokenization, the step → batch mapping, replicas, eval coverage."""
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_hub as hub
+
+from bertclf import data
+from bertclf import distribute
+from bertclf import pipeline
+
+
+@pytest.fixture(scope="module")
+def tokenized(tiny_hub, toy_imdb):
+  text_data = data.load_text_data(toy_imdb)
+  pre = hub.load(os.path.join(tiny_hub, "preprocess"))
+  return pipeline.tokenize(text_data.train, pre, seq_length=24, batch_size=64), text_data.train
+
+
+def _strategy(replicas):
+  return distribute.get_strategy("mirrored", num_cpu_devices=replicas) if replicas > 1 else \
+      distribute.get_strategy("mirrored", num_gpus=0)
+
+
+def _global_batches(strategy, dataset_fn, num_steps):
+  """[num_steps] list of (features, labels, weights) global batches, replicas concatenated in order."""
+  it = iter(strategy.distribute_datasets_from_function(dataset_fn))
+  out = []
+  for _ in range(num_steps):
+    features, labels, weights = next(it)
+    for t in tf.nest.flatten(features):
+      for local in strategy.experimental_local_results(t):
+        assert local.dtype == tf.int32  # only token ids reach the replicas
+    out.append((strategy.gather(features["input_word_ids"], 0).numpy(), strategy.gather(labels, 0).numpy(),
+                strategy.gather(weights, 0).numpy()))
+  return out
+
+
+def test_tokenize_keeps_order_and_labels(tokenized, tiny_hub):
+  tok, split = tokenized
+  assert len(tok) == len(split) == 320
+  assert tok.features["input_word_ids"].shape == (320, 24) and tok.features["input_word_ids"].dtype == np.int32
+  np.testing.assert_array_equal(tok.labels, split.labels)
+  pre = hub.load(os.path.join(tiny_hub, "preprocess"))
+  one = pre.bert_pack_inputs([pre.tokenize(tf.constant([split.texts[123]]))], seq_length=24)
+  np.testing.assert_array_equal(tok.features["input_word_ids"][123], one["input_word_ids"][0])
+
+
+def test_each_epoch_is_a_permutation_and_depends_on_the_seed(tokenized):
+  tok, _ = tokenized
+  strategy = _strategy(1)
+  spe = pipeline.steps_per_epoch(len(tok), 32)  # 10
+  batches = _global_batches(strategy, pipeline.train_dataset_fn(tok, 32, seed=3), 2 * spe)
+  ids = tok.features["input_word_ids"]
+  row_index = {row.tobytes(): i for i, row in enumerate(ids)}
+  assert len(row_index) == len(ids), "toy texts must be distinct for this test"
+  epoch0 = [row_index[r.tobytes()] for b in batches[:spe] for r in b[0]]
+  epoch1 = [row_index[r.tobytes()] for b in batches[spe:] for r in b[0]]
+  assert len(set(epoch0)) == len(epoch0) == 320 and len(set(epoch1)) == 320  # every example once per epoch
+  assert epoch0 != epoch1  # a new order each epoch
+  other_seed = _global_batches(strategy, pipeline.train_dataset_fn(tok, 32, seed=4), 1)
+  assert not np.array_equal(other_seed[0][0], batches[0][0])
+
+
+def test_resume_at_step_k_continues_the_same_stream(tokenized):
+  tok, _ = tokenized
+  strategy = _strategy(1)
+  full = _global_batches(strategy, pipeline.train_dataset_fn(tok, 32, seed=0), 25)
+  resumed = _global_batches(strategy, pipeline.train_dataset_fn(tok, 32, seed=0, start_step=13), 12)
+  for a, b in zip(full[13:], resumed):
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+
+
+def test_two_replicas_get_halves_of_the_same_global_batch(tokenized):
+  tok, _ = tokenized
+  one = _global_batches(_strategy(1), pipeline.train_dataset_fn(tok, 32, seed=0), 3)
+  two_strategy = _strategy(2)
+  assert two_strategy.num_replicas_in_sync == 2
+  it = iter(two_strategy.distribute_datasets_from_function(pipeline.train_dataset_fn(tok, 32, seed=0)))
+  features, _, _ = next(it)
+  per_replica = two_strategy.experimental_local_results(features["input_word_ids"])
+  assert [t.shape[0] for t in per_replica] == [16, 16]  # the per-replica batch
+  np.testing.assert_array_equal(np.concatenate([t.numpy() for t in per_replica]), one[0][0])
+  two = _global_batches(two_strategy, pipeline.train_dataset_fn(tok, 32, seed=0), 3)
+  for a, b in zip(one, two):
+    np.testing.assert_array_equal(a[0], b[0])
+
+
+@pytest.mark.parametrize("replicas", [1, 2])
+def test_eval_covers_every_example_once_with_a_partial_last_batch(tokenized, replicas):
+  tok, _ = tokenized
+  strategy = _strategy(replicas)
+  dataset_fn, num_batches = pipeline.eval_dataset_fn(tok, 48)  # 320 = 6 x 48 + 32
+  assert num_batches == 7
+  batches = _global_batches(strategy, dataset_fn, num_batches)
+  ids = np.concatenate([b[0] for b in batches])
+  weights = np.concatenate([b[2] for b in batches])
+  assert weights.sum() == 320 and np.all(weights[:320] == 1) and np.all(weights[320:] == 0)
+  np.testing.assert_array_equal(ids[:320], tok.features["input_word_ids"])
+  np.testing.assert_array_equal(np.concatenate([b[1] for b in batches])[:320], tok.labels)
+
+
+def test_too_small_training_split_is_a_clear_error(tokenized):
+  tok, _ = tokenized
+  with pytest.raises(ValueError, match="fewer than one global batch"):
+    pipeline.train_dataset_fn(tok, 1000, seed=0)
