@@ -85,7 +85,7 @@ def main(argv):
   with strategy.scope():
     encoder = encoders.load_encoder_layer(handles, trainable=True)
     model = model_lib.build_classifier(encoder, loss_def.num_logits(num_classes), FLAGS.head, FLAGS.dropout,
-                                       FLAGS.encoder_dropout)
+                                       FLAGS.encoder_dropout, FLAGS.seed)
     optimizer = optim.create_optimizer(FLAGS.optimizer, FLAGS.learning_rate, total_steps, warmup_steps,
                                        FLAGS.dtype)
     # Batches consumed so far: the input position (see pipeline.py) and the loop counter. Not the optimizer's
@@ -168,9 +168,9 @@ def main(argv):
   if start_step == 0:
     summaries.write_config(train_writer, config, {k: config[k] for k in _hparam_keys() if k in config})
 
-  stop_signal = []
-  for sig in (signal.SIGTERM, signal.SIGINT):  # finish the current steps_per_loop call, save, exit
-    signal.signal(sig, lambda signum, _: stop_signal.append(signum))
+  stop_signal = []  # SIGTERM / SIGINT: finish the current steps_per_loop call, save, exit
+  previous_handlers = {sig: signal.signal(sig, lambda signum, _: stop_signal.append(signum))
+                       for sig in (signal.SIGTERM, signal.SIGINT)}
 
   # ============================================================== Loop
   window = {"loss": [], "correct": [], "grad_norm": []}
@@ -217,6 +217,8 @@ def main(argv):
       manager.save(checkpoint_number=s)
       saved_at = s
 
+  for sig, handler in previous_handlers.items():
+    signal.signal(sig, handler)
   if saved_at != s:  # stopped by a signal between saves
     manager.save(checkpoint_number=s)
   if stop_signal:

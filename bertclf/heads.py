@@ -1,20 +1,29 @@
-"""Classifier heads: pooled_output [B, H] → logits [B, num_logits]. A swap point chosen by --head."""
+"""Classifier heads: pooled_output [B, H] → logits [B, num_logits]. A swap point chosen by --head.
+
+Weights start from TruncatedNormal(0.02), as BERT's own heads, with an explicit seed: the global seed alone
+does not give the same init under every strategy, and a research comparison needs the same starting point.
+"""
 import bertclf  # noqa: F401  (selects tf_keras before TensorFlow loads)
 import tf_keras
 
 
-def dense_head(pooled, num_logits, dropout):
+def _init(seed):
+  return tf_keras.initializers.TruncatedNormal(stddev=0.02, seed=seed)
+
+
+def dense_head(pooled, num_logits, dropout, seed):
   """The tutorial's head: Dropout then one Dense layer."""
   x = tf_keras.layers.Dropout(dropout, name="head_dropout")(pooled)  # [B, H]
-  return tf_keras.layers.Dense(num_logits, name="classifier")(x)     # [B, num_logits]
+  return tf_keras.layers.Dense(num_logits, kernel_initializer=_init(seed), name="classifier")(x)  # [B, L]
 
 
-def tanh_mlp_head(pooled, num_logits, dropout):
+def tanh_mlp_head(pooled, num_logits, dropout, seed):
   """A hidden tanh layer before the classifier (as the original BERT pooler), for encoders without a pooler."""
   x = tf_keras.layers.Dropout(dropout, name="head_dropout")(pooled)
-  x = tf_keras.layers.Dense(pooled.shape[-1], activation="tanh", name="head_hidden")(x)  # [B, H]
+  x = tf_keras.layers.Dense(pooled.shape[-1], activation="tanh", kernel_initializer=_init(seed),
+                            name="head_hidden")(x)  # [B, H]
   x = tf_keras.layers.Dropout(dropout, name="head_dropout_2")(x)
-  return tf_keras.layers.Dense(num_logits, name="classifier")(x)
+  return tf_keras.layers.Dense(num_logits, kernel_initializer=_init(seed + 1), name="classifier")(x)
 
 
 HEADS = {"dense": dense_head, "tanh_mlp": tanh_mlp_head}

@@ -6,7 +6,7 @@ import tf_keras
 from bertclf import heads
 
 
-def build_classifier(encoder_layer, num_logits, head="dense", dropout=0.1, encoder_dropout=True):
+def build_classifier(encoder_layer, num_logits, head="dense", dropout=0.1, encoder_dropout=True, seed=0):
   """A tf_keras.Model: {input_word_ids, input_mask, input_type_ids} [B, T] int32 → logits [B, num_logits].
 
   T is left open (None) so the same model runs at any sequence length. Under a mixed-precision policy the head
@@ -16,5 +16,5 @@ def build_classifier(encoder_layer, num_logits, head="dense", dropout=0.1, encod
   inputs = {k: tf_keras.layers.Input(shape=(None,), dtype=tf.int32, name=k)
             for k in ("input_word_ids", "input_mask", "input_type_ids")}
   pooled = encoder_layer(inputs, training=None if encoder_dropout else False)["pooled_output"]  # [B, H]
-  logits = heads.HEADS[head](pooled, num_logits, dropout)  # [B, num_logits]
+  logits = heads.HEADS[head](pooled, num_logits, dropout, seed)  # [B, num_logits]
   return tf_keras.Model(inputs, logits, name="classifier")

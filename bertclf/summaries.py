@@ -24,3 +24,21 @@ def write_config(summary_writer, config, hparams):
     tf.summary.text("config", "| key | value |\n|---|---|\n" + rows)
     hp.hparams({k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in hparams.items()})
   summary_writer.flush()
+
+
+def read_scalars(logdir):
+  """{tag: [(step, value), ...]} of every scalar in the event files of one folder, sorted by step."""
+  out = {}
+  for path in sorted(tf.io.gfile.glob(os.path.join(logdir, "events.out.tfevents.*"))):
+    for event in tf.compat.v1.train.summary_iterator(path):
+      for value in event.summary.value:
+        if value.metadata.plugin_data.plugin_name == "scalars" or value.HasField("simple_value"):
+          number = value.simple_value if value.HasField("simple_value") else tf.make_ndarray(value.tensor)
+          out.setdefault(value.tag, []).append((event.step, float(number)))
+  return {tag: sorted(points) for tag, points in out.items()}
+
+
+def read_tags(logdir):
+  """Every summary tag (scalars, text, hparams) in the event files of one folder."""
+  return {value.tag for path in tf.io.gfile.glob(os.path.join(logdir, "events.out.tfevents.*"))
+          for event in tf.compat.v1.train.summary_iterator(path) for value in event.summary.value}

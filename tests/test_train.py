@@ -1,0 +1,168 @@
+"""train.py end to end on the tiny encoder: learning, replicas, precision, summaries, export, resume."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from absl import flags
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_text  # noqa: F401  (the export's tokenizer ops)
+
+from bertclf import distribute
+from bertclf import summaries
+import train
+
+FLAGS = flags.FLAGS
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _argv(model_dir, tiny_hub, toy_imdb, **overrides):
+  args = dict(dataset=toy_imdb, encoder=tiny_hub, model_dir=model_dir, seq_length=24, batch_size=16,
+              learning_rate=5e-3, epochs=2, steps_per_loop=5, log_every_steps=10, summary_every_steps=5,
+              checkpoint_every_steps=10, dropout=0.0, encoder_dropout=False, export=False)
+  args.update(overrides)
+  return [f"--{k}={v}" for k, v in args.items()]
+
+
+def run_train(model_dir, tiny_hub, toy_imdb, **overrides):
+  """train.main in this process (the CPU is already split into 2 logical devices by conftest)."""
+  FLAGS.unparse_flags()
+  FLAGS(["train.py"] + _argv(str(model_dir), tiny_hub, toy_imdb, **overrides))
+  try:
+    train.main([])
+  finally:
+    distribute.set_precision("fp32")
+  return str(model_dir)
+
+
+def _weights(ckpt_prefix):
+  reader = tf.train.load_checkpoint(ckpt_prefix)
+  return {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()
+          if k.startswith("model/") and "OPTIMIZER_SLOT" not in k}
+
+
+@pytest.fixture(scope="module")
+def one_replica_run(tmp_path_factory, tiny_hub, toy_imdb):
+  return run_train(tmp_path_factory.mktemp("r1"), tiny_hub, toy_imdb, epochs=5, export=True)
+
+
+def test_loss_falls_and_validation_learns(one_replica_run):
+  train_scalars = summaries.read_scalars(os.path.join(one_replica_run, "train"))
+  losses = [v for _, v in train_scalars["loss"]]
+  assert losses[-1] < 0.5 * losses[0], losses
+  val = summaries.read_scalars(os.path.join(one_replica_run, "validation"))
+  assert [s for s, _ in val["accuracy"]] == [20, 40, 60, 80, 100]  # each epoch end (20 steps of 16 from 320)
+  assert val["accuracy"][-1][1] > 0.9
+
+
+def test_event_files_hold_the_documented_tags(one_replica_run):
+  tags = summaries.read_tags(os.path.join(one_replica_run, "train"))
+  for tag in ("loss", "accuracy", "learning_rate", "grad_norm", "examples_per_sec", "steps_per_sec", "config"):
+    assert tag in tags, tags
+  assert any(t.startswith("_hparams_") for t in tags), tags
+  assert {"loss", "accuracy"} <= summaries.read_tags(os.path.join(one_replica_run, "validation"))
+  lr = summaries.read_scalars(os.path.join(one_replica_run, "train"))["learning_rate"]
+  assert lr[0][1] > lr[-1][1] and lr[-1][1] == pytest.approx(0.0, abs=1e-9)  # linear decay to 0 at the end
+
+
+def test_config_best_checkpoint_and_export(one_replica_run):
+  import json  # pylint: disable=g-import-not-at-top
+  with open(os.path.join(one_replica_run, "config.json")) as f:
+    config = json.load(f)
+  assert config["class_names"] == ["neg", "pos"] and config["total_steps"] == 100 and config["num_replicas"] == 1
+  assert tf.train.latest_checkpoint(os.path.join(one_replica_run, "best"))
+  serving = tf.saved_model.load(os.path.join(one_replica_run, "export")).signatures["serving_default"]
+  out = serving(tf.constant(["the movie was wonderful. the acting was great.", "the story was awful.",
+                             "an unrelated sentence"]))
+  probs = out["probabilities"].numpy()
+  assert probs.shape == (3, 2)
+  np.testing.assert_allclose(probs.sum(-1), 1.0, rtol=1e-6)
+  assert out["class_name"].numpy().tolist()[:2] == [b"pos", b"neg"]
+
+
+def test_two_replicas_match_one_replica_on_the_same_global_batch(tmp_path, tiny_hub, toy_imdb):
+  one = run_train(tmp_path / "one", tiny_hub, toy_imdb, train_steps=1, summary_every_steps=1)
+  two = run_train(tmp_path / "two", tiny_hub, toy_imdb, train_steps=1, summary_every_steps=1,
+                  num_cpu_devices=2)
+  loss1 = summaries.read_scalars(os.path.join(one, "train"))["loss"]
+  loss2 = summaries.read_scalars(os.path.join(two, "train"))["loss"]
+  assert loss1[0][0] == loss2[0][0] == 1
+  assert loss1[0][1] == pytest.approx(loss2[0][1], rel=1e-5)
+  w1, w2 = _weights(tf.train.latest_checkpoint(one)), _weights(tf.train.latest_checkpoint(two))
+  assert w1.keys() == w2.keys() and len(w1) > 10
+  for k in w1:
+    np.testing.assert_allclose(w1[k], w2[k], atol=2e-5, err_msg=k)
+
+
+def test_two_replicas_learn(tmp_path, tiny_hub, toy_imdb):
+  run = run_train(tmp_path / "two", tiny_hub, toy_imdb, num_cpu_devices=2, epochs=3)
+  val = summaries.read_scalars(os.path.join(run, "validation"))
+  assert val["accuracy"][-1][1] > 0.9
+
+
+@pytest.mark.parametrize("dtype", ["fp16", "bf16"])
+def test_mixed_precision_steps_are_finite(tmp_path, tiny_hub, toy_imdb, dtype):
+  run = run_train(tmp_path / dtype, tiny_hub, toy_imdb, dtype=dtype, train_steps=10, summary_every_steps=5)
+  scalars = summaries.read_scalars(os.path.join(run, "train"))
+  assert all(np.isfinite(v) for _, v in scalars["loss"])
+  assert ("loss_scale" in scalars) == (dtype == "fp16")
+
+
+def test_refuses_to_resume_a_different_model(tmp_path, tiny_hub, toy_imdb):
+  run_train(tmp_path / "run", tiny_hub, toy_imdb, train_steps=5)
+  with pytest.raises(ValueError, match="seq_length: saved 24, now 32"):
+    run_train(tmp_path / "run", tiny_hub, toy_imdb, train_steps=10, seq_length=32)
+
+
+def test_batch_must_divide_by_replicas(tmp_path, tiny_hub, toy_imdb):
+  with pytest.raises(ValueError, match="must divide by the 2 replicas"):
+    run_train(tmp_path / "run", tiny_hub, toy_imdb, batch_size=15, num_cpu_devices=2)
+
+
+def _start(model_dir, tiny_hub, toy_imdb, **overrides):
+  return subprocess.Popen([sys.executable, os.path.join(ROOT, "train.py")] +
+                          _argv(str(model_dir), tiny_hub, toy_imdb, **overrides),
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+
+
+def _wait_for(proc, needle, timeout=120):
+  """Reads the process output until a line contains needle; returns all output read."""
+  seen, deadline = [], time.time() + timeout
+  for line in proc.stdout:
+    seen.append(line)
+    if needle in line or time.time() > deadline:
+      break
+  return "".join(seen)
+
+
+@pytest.mark.parametrize("how", ["sigterm", "kill"])
+def test_interrupted_run_resumes_to_the_same_weights(tmp_path, tiny_hub, toy_imdb, how):
+  # 200 steps at batch 16: long enough to interrupt in the middle.
+  common = dict(epochs=10, steps_per_loop=2, log_every_steps=2, checkpoint_every_steps=20)
+  reference = run_train(tmp_path / "reference", tiny_hub, toy_imdb, **common)
+  interrupted = tmp_path / "interrupted"
+  proc = _start(interrupted, tiny_hub, toy_imdb, **common)
+  out = _wait_for(proc, "step 40/200")
+  if how == "sigterm":
+    proc.send_signal(signal.SIGTERM)
+    out += proc.communicate(timeout=120)[0]
+    assert proc.returncode == 128 + signal.SIGTERM, out
+    assert "Stopped by signal" in out
+  else:
+    out += _wait_for(proc, "step 44/200")  # a checkpoint at 40 exists by now
+    proc.kill()
+    proc.wait()
+  stopped_at = int(tf.train.latest_checkpoint(str(interrupted)).rsplit("-", 1)[1])
+  assert 40 <= stopped_at < 200
+  proc = _start(interrupted, tiny_hub, toy_imdb, **common)
+  out = proc.communicate(timeout=300)[0]
+  assert proc.returncode == 0, out
+  assert f"continuing at step {stopped_at} of 200" in out
+  final = tf.train.latest_checkpoint(str(interrupted))
+  assert final.endswith("-200")
+  w_ref, w_res = _weights(tf.train.latest_checkpoint(reference)), _weights(final)
+  for k in w_ref:
+    np.testing.assert_allclose(w_ref[k], w_res[k], atol=1e-6, err_msg=k)
