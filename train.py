@@ -91,9 +91,9 @@ def main(argv):
     # Batches consumed so far: the input position (see pipeline.py) and the loop counter. Not the optimizer's
     # `iterations`, which does not advance when fp16 loss scaling skips a step.
     step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
-    best_val_accuracy = tf.Variable(-1.0, dtype=tf.float32, trainable=False, name="best_val_accuracy")
-  checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step,
-                                   best_val_accuracy=best_val_accuracy)
+    # The best validation (accuracy, -loss) so far: kept in the checkpoint so a resumed run remembers it.
+    best_val = tf.Variable([-1.0, -np.inf], dtype=tf.float32, trainable=False, name="best_val")
+  checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step, best_val=best_val)
   manager = tf.train.CheckpointManager(checkpoint, _writable_dir(strategy, model_dir),
                                        max_to_keep=FLAGS.max_to_keep, step_counter=step)
   best_manager = tf.train.CheckpointManager(checkpoint, _writable_dir(strategy, os.path.join(model_dir, "best")),
@@ -149,8 +149,9 @@ def main(argv):
     logging.info("validation step %d: loss %.4f accuracy %.4f (%d examples)", s, metrics["loss"],
                  metrics["accuracy"], metrics["num_examples"])
     summaries.write_scalars(val_writer, s, {"loss": metrics["loss"], "accuracy": metrics["accuracy"]})
-    if metrics["accuracy"] > best_val_accuracy.numpy():
-      best_val_accuracy.assign(metrics["accuracy"])
+    score = np.float32([metrics["accuracy"], -metrics["loss"]])  # ties in accuracy go to the lower loss
+    if tuple(score) > tuple(best_val.numpy()):
+      best_val.assign(score)
       best_manager.save(checkpoint_number=s)  # every worker saves (see _writable_dir); saving is collective
       logging.info("new best validation accuracy %.4f at step %d (saved to %s)", metrics["accuracy"], s,
                    best_manager.latest_checkpoint)
@@ -231,7 +232,7 @@ def main(argv):
     if best_manager.latest_checkpoint:
       tf.train.Checkpoint(model=model).restore(best_manager.latest_checkpoint).expect_partial()
       logging.info("Exporting the best checkpoint %s (validation accuracy %.4f).",
-                   best_manager.latest_checkpoint, best_val_accuracy.numpy())
+                   best_manager.latest_checkpoint, best_val.numpy()[0])
     export_lib.export(os.path.join(model_dir, "export"), preprocess=preprocess, model=model,
                       probabilities_fn=loss_def.probabilities, class_names=text_data.class_names,
                       seq_length=FLAGS.seq_length)

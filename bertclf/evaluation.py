@@ -40,3 +40,20 @@ def basic_metrics(probs, losses, labels):
   """loss, accuracy and the example count."""
   return {"loss": float(np.mean(losses)), "accuracy": float(np.mean(probs.argmax(-1) == labels)),
           "num_examples": int(len(labels))}
+
+
+def classification_metrics(probs, losses, labels, class_names):
+  """basic_metrics plus per-class and macro precision/recall/F1, the confusion matrix and (binary) ROC AUC."""
+  from sklearn import metrics as skm  # pylint: disable=g-import-not-at-top  (only eval needs sklearn)
+  out = basic_metrics(probs, losses, labels)
+  num_classes = len(class_names)
+  predicted = probs.argmax(-1)
+  p, r, f, support = skm.precision_recall_fscore_support(labels, predicted, labels=range(num_classes),
+                                                         zero_division=0)
+  out["per_class"] = {name: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]),
+                             "support": int(support[i])} for i, name in enumerate(class_names)}
+  out.update(macro_precision=float(p.mean()), macro_recall=float(r.mean()), macro_f1=float(f.mean()))
+  out["confusion_matrix"] = skm.confusion_matrix(labels, predicted, labels=range(num_classes)).tolist()
+  if num_classes == 2 and len(set(labels.tolist())) == 2:
+    out["roc_auc"] = float(skm.roc_auc_score(labels, probs[:, 1]))
+  return out

@@ -4,6 +4,7 @@ Reload it anywhere with `tf.saved_model.load(path)` after `import tensorflow_tex
 bertclf import is needed:
   out = tf.saved_model.load(path).signatures["serving_default"](tf.constant(["a great movie"]))
   out["probabilities"]  # [B, C] float32;  out["label"]  # [B] int32;  out["class_name"]  # [B] string
+  loaded.classes()  # [C] string: the class names in label order
 """
 import bertclf  # noqa: F401  (selects tf_keras before TensorFlow loads)
 from absl import logging
@@ -29,9 +30,14 @@ class Serving(tf.Module):
     label = tf.argmax(probs, axis=-1, output_type=tf.int32)           # [B]
     return {"probabilities": probs, "label": label, "class_name": tf.gather(self.class_names, label)}
 
+  @tf.function(input_signature=[])
+  def classes(self):
+    """The class names, in label order: [C] string."""
+    return self.class_names
+
 
 def export(path, *, preprocess, model, probabilities_fn, class_names, seq_length):
   module = Serving(preprocess, model, probabilities_fn, class_names, seq_length)
-  tf.saved_model.save(module, path, signatures={"serving_default": module.serve})
+  tf.saved_model.save(module, path, signatures={"serving_default": module.serve, "classes": module.classes})
   logging.info("Exported raw-strings-in SavedModel to %s", path)
   return path

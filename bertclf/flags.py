@@ -105,12 +105,30 @@ def define_train_flags():
   flags.register_validator("learning_rate", lambda v: v > 0, message="--learning_rate must be > 0.")
 
 
+def define_eval_flags():
+  flags.DEFINE_string("checkpoint", None, "Checkpoint to score (default: the latest in --model_dir).")
+  flags.DEFINE_string("export_dir", None, "Score or predict with an exported SavedModel instead.")
+  flags.DEFINE_enum("split", "test", ["train", "validation", "test"], "Split to score.")
+  flags.DEFINE_bool("watch", False, "Score each new checkpoint in --model_dir as training writes it, until the "
+                    "run's last step or --watch_timeout.")
+  flags.DEFINE_integer("watch_timeout", 3600, "--watch: seconds to wait for a new checkpoint before stopping.")
+  flags.DEFINE_multi_string("predict", None, "Texts to classify (repeat the flag); prints label and probabilities.")
+  flags.DEFINE_string("predict_file", None, "File of texts to classify: one per line, or JSONL with --text_column.")
+  flags.DEFINE_string("predict_output", None, "Write predictions here as JSONL (default: print them).")
+  flags.DEFINE_bool("plots", True, "Write PNG plots into <model_dir>/plots.")
+  flags.register_validator("watch_timeout", lambda v: v > 0, message="--watch_timeout must be > 0.")
+  flags.register_multi_flags_validator(
+      ["watch", "export_dir"], lambda d: not (d["watch"] and d["export_dir"]),
+      message="--watch follows checkpoints in --model_dir; it cannot be combined with --export_dir.")
+
+
 def define_flags():
   """Defines all bertclf flags (train.py and eval.py both call this)."""
   define_data_flags()
   define_model_flags()
   define_run_flags()
   define_train_flags()
+  define_eval_flags()
 
 
 # Derived values: computed from flags, never written back to them.
@@ -118,13 +136,27 @@ def eval_batch_size():
   return FLAGS.eval_batch_size or FLAGS.batch_size
 
 
-def data_kwargs():
-  """Keyword arguments of `bertclf.data.load_text_data` from the data flags."""
-  return dict(cache_dir=FLAGS.data_cache_dir, validation_file=FLAGS.validation_file,
-              test_file=FLAGS.test_file, text_column=FLAGS.text_column, label_column=FLAGS.label_column,
-              class_names=FLAGS.class_names, encoding=FLAGS.encoding, encoding_errors=FLAGS.encoding_errors,
-              validation_fraction=FLAGS.validation_fraction, test_fraction=FLAGS.test_fraction,
-              drop_duplicates=FLAGS.drop_duplicates, seed=FLAGS.data_seed)
+def data_kwargs(values=None):
+  """Keyword arguments of `bertclf.data.load_text_data` from the data flags (or a {flag: value} mapping)."""
+  v = values or {name: FLAGS[name].value for name in _DATA_FLAGS}
+  return dict(cache_dir=v["data_cache_dir"], validation_file=v["validation_file"], test_file=v["test_file"],
+              text_column=v["text_column"], label_column=v["label_column"], class_names=v["class_names"],
+              encoding=v["encoding"], encoding_errors=v["encoding_errors"],
+              validation_fraction=v["validation_fraction"], test_fraction=v["test_fraction"],
+              drop_duplicates=v["drop_duplicates"], seed=v["data_seed"])
+
+
+_DATA_FLAGS = ("data_cache_dir", "validation_file", "test_file", "text_column", "label_column", "class_names",
+               "encoding", "encoding_errors", "validation_fraction", "test_fraction", "drop_duplicates",
+               "data_seed")
+
+
+def with_run_config(saved):
+  """Flag values for scoring a saved run: a flag given on the command line wins, else the run's config.json
+  value, else the flag's default. Lets `eval.py --model_dir=DIR` score a run without repeating its flags."""
+  saved = saved or {}
+  return {f.name: f.value if f.present or f.name not in saved else saved[f.name]
+          for f in FLAGS.get_flags_for_module(__name__)}
 
 
 def flag_values():

@@ -1,0 +1,244 @@
+"""Scores a trained classifier, follows a running training job, classifies texts, and draws the plots.
+
+  python eval.py --model_dir=runs/tiny                       # latest checkpoint on the test split
+  python eval.py --model_dir=runs/tiny --split=validation --checkpoint=runs/tiny/best/ckpt-80
+  python eval.py --model_dir=runs/tiny --watch               # beside a running train.py
+  python eval.py --export_dir=runs/tiny/export --predict="a great film" --predict="dull"
+
+The run's own <model_dir>/config.json supplies the encoder, sequence length, classes and data flags; a flag
+given on the command line wins, and one that contradicts the checkpoint (another encoder, other classes) is an
+error.
+"""
+import bertclf  # noqa: F401  (selects tf_keras before TensorFlow loads; keep it first)
+
+import json
+import os
+import time
+
+from absl import app
+from absl import flags
+from absl import logging
+import numpy as np
+import tensorflow as tf
+import tensorflow_text  # noqa: F401  (the export's tokenizer ops)
+
+from bertclf import data
+from bertclf import distribute
+from bertclf import encoders
+from bertclf import evaluation
+from bertclf import flags as bertclf_flags
+from bertclf import losses
+from bertclf import model as model_lib
+from bertclf import pipeline
+from bertclf import run_config
+from bertclf import summaries
+
+FLAGS = flags.FLAGS
+
+
+class CheckpointScorer:
+  """The classifier rebuilt from the run's config; scores token-id splits from any of its checkpoints."""
+
+  def __init__(self, cfg, class_names):
+    self.strategy = distribute.get_strategy(FLAGS.strategy, FLAGS.num_gpus, FLAGS.num_cpu_devices)
+    distribute.set_precision(cfg["dtype"])
+    self.handles = encoders.resolve(cfg["encoder"], cfg["preprocess"])
+    self.cfg, self.class_names = cfg, class_names
+    self.loss_def = losses.LOSSES[cfg["loss"]]
+    self.preprocess = encoders.load_preprocess(self.handles)
+    with self.strategy.scope():
+      encoder = encoders.load_encoder_layer(self.handles, trainable=False)
+      self.model = model_lib.build_classifier(encoder, self.loss_def.num_logits(len(class_names)), cfg["head"])
+    self.predict_fn = evaluation.make_predict_fn(self.strategy, self.model, self.loss_def)
+
+  def restore(self, path):
+    """Loads the model weights of checkpoint `path`; returns its training step."""
+    tf.train.Checkpoint(model=self.model).restore(path).expect_partial().assert_existing_objects_matched()
+    return int(tf.train.load_checkpoint(path).get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE"))
+
+  def tokenize(self, split):
+    return pipeline.tokenize(split, self.preprocess, self.cfg["seq_length"], self.cfg["tokenize_batch_size"])
+
+  def probabilities(self, texts):
+    split = data.Split(list(texts), np.zeros(len(texts), np.int32))
+    return self.predict_fn(self.tokenize(split), bertclf_flags.eval_batch_size())[0]
+
+  def score(self, tokenized):
+    probs, per_example = self.predict_fn(tokenized, bertclf_flags.eval_batch_size())
+    return evaluation.classification_metrics(probs, per_example, tokenized.labels, self.class_names), probs
+
+
+class ExportScorer:
+  """An exported SavedModel (raw strings → probabilities); needs nothing from bertclf to run."""
+
+  def __init__(self, export_dir):
+    loaded = tf.saved_model.load(export_dir)
+    self.serve = loaded.signatures["serving_default"]
+    self.class_names = [c.decode() for c in loaded.classes().numpy()]
+
+  def probabilities(self, texts, batch_size=256):
+    return np.concatenate([self.serve(tf.constant(texts[i:i + batch_size]))["probabilities"].numpy()
+                           for i in range(0, len(texts), batch_size)]) if texts else np.zeros([0, 0])
+
+  def score(self, split):
+    probs = self.probabilities(split.texts)
+    per_example = -np.log(np.clip(probs[np.arange(len(probs)), split.labels], 1e-12, 1.0))
+    return evaluation.classification_metrics(probs, per_example, split.labels, self.class_names), probs
+
+
+def main(_):
+  saved = _wait_for_run_config() if FLAGS.watch else run_config.read(FLAGS.model_dir)
+  cfg = bertclf_flags.with_run_config(saved)
+  if not FLAGS.export_dir and not saved:
+    raise ValueError(f"--model_dir={FLAGS.model_dir} has no config.json: it is not a train.py run. Pass the "
+                     "--model_dir of a training run, or --export_dir=<export> to use an exported model.")
+  if saved:  # flags given now must describe the same model as the run's checkpoints
+    now = dict(saved, seq_length=cfg["seq_length"], head=cfg["head"], loss=cfg["loss"],
+               encoder_handle=encoders.resolve(cfg["encoder"], cfg["preprocess"]).encoder)
+    run_config.check_compatible(saved, now, f"--model_dir={FLAGS.model_dir}")
+
+  # ============================================================== Prediction
+  if FLAGS.predict or FLAGS.predict_file:
+    texts = list(FLAGS.predict or []) + (_read_predict_file(FLAGS.predict_file, cfg["text_column"])
+                                         if FLAGS.predict_file else [])
+    if FLAGS.export_dir:
+      scorer, source = ExportScorer(FLAGS.export_dir), FLAGS.export_dir
+    else:
+      scorer = CheckpointScorer(cfg, saved["class_names"])
+      source = _checkpoint_path()
+      scorer.restore(source)
+    _write_predictions(texts, scorer.probabilities(texts), scorer.class_names, source)
+    return
+
+  # ============================================================== Data: the split to score
+  text_data = data.load_text_data(cfg["dataset"], **bertclf_flags.data_kwargs(cfg))
+  split = getattr(text_data, FLAGS.split)
+  if split is None or len(split) == 0:
+    raise ValueError(f"{text_data.source} has no {FLAGS.split} split. Pick --split=validation, or give the "
+                     "data a test split (--test_file, a test/ folder, or --test_fraction).")
+  expected_classes = saved["class_names"] if saved else None
+  if expected_classes and text_data.class_names != expected_classes:
+    raise ValueError(f"The data's classes {text_data.class_names} differ from the run's {expected_classes} "
+                     f"(in {FLAGS.model_dir}/config.json); pass the data the model was trained on, or "
+                     "--class_names in the run's order.")
+
+  # ============================================================== Score: export, one checkpoint, or --watch
+  out_dir = FLAGS.model_dir if saved or not FLAGS.export_dir else FLAGS.export_dir
+  if FLAGS.export_dir:
+    scorer = ExportScorer(FLAGS.export_dir)
+    if scorer.class_names != text_data.class_names:
+      raise ValueError(f"{FLAGS.export_dir} predicts {scorer.class_names}; the data has "
+                       f"{text_data.class_names}. Score it on data with the same classes.")
+    metrics, probs = scorer.score(split)
+    _report(out_dir, split, metrics, probs, step=None, source=FLAGS.export_dir, text_data=text_data,
+            encoder=(saved or {}).get("encoder_handle"))
+    return
+  scorer = CheckpointScorer(cfg, saved["class_names"])
+  tokenized = scorer.tokenize(split)
+  if not FLAGS.watch:
+    path = _checkpoint_path()
+    step = scorer.restore(path)
+    metrics, probs = scorer.score(tokenized)
+    _report(out_dir, split, metrics, probs, step, path, text_data, saved["encoder_handle"])
+    return
+  for path in tf.train.checkpoints_iterator(FLAGS.model_dir, min_interval_secs=1, timeout=FLAGS.watch_timeout):
+    try:
+      step = scorer.restore(path)
+      metrics, probs = scorer.score(tokenized)
+    except (tf.errors.NotFoundError, tf.errors.DataLossError, AssertionError) as err:
+      # max_to_keep deleted it, or it is half-written: the next one will come.
+      logging.warning("Skipping %s (deleted or still being written): %s", path, str(err).splitlines()[0])
+      continue
+    _report(out_dir, split, metrics, probs, step, path, text_data, saved["encoder_handle"])
+    if step >= saved["total_steps"]:
+      logging.info("Scored the final step %d; stopping.", step)
+      return
+  logging.warning("No new checkpoint in %d s (--watch_timeout); stopping.", FLAGS.watch_timeout)
+
+
+def _wait_for_run_config():
+  """--watch may start before train.py has written <model_dir>/config.json: wait for it."""
+  deadline = time.time() + FLAGS.watch_timeout
+  while (saved := run_config.read(FLAGS.model_dir)) is None and time.time() < deadline:
+    time.sleep(1)
+  return saved
+
+
+def _checkpoint_path():
+  path = FLAGS.checkpoint or tf.train.latest_checkpoint(FLAGS.model_dir)
+  if not path:
+    raise ValueError(f"No checkpoint in --model_dir={FLAGS.model_dir}. Train first (train.py --model_dir=...), "
+                     "pass --checkpoint=<path>, or --export_dir=<export>.")
+  if not tf.io.gfile.exists(path + ".index"):
+    raise ValueError(f"--checkpoint={path}: no such checkpoint (expected {path}.index).")
+  return path
+
+
+def _report(out_dir, split, metrics, probs, step, source, text_data, encoder):
+  """Logs the metrics, writes eval_<split>.json, TensorBoard scalars at the checkpoint's step, and plots."""
+  name = f"eval_{FLAGS.split}"
+  result = {"split": FLAGS.split, "step": step, "source": source, "encoder": encoder,
+            "data_source": text_data.source, "class_names": text_data.class_names, **metrics}
+  logging.info("%s step %s: loss %.4f accuracy %.4f macro F1 %.4f on %d examples%s", name, step,
+               metrics["loss"], metrics["accuracy"], metrics["macro_f1"], metrics["num_examples"],
+               f" ROC AUC {metrics['roc_auc']:.4f}" if "roc_auc" in metrics else "")
+  if metrics["num_examples"] != len(split):
+    raise RuntimeError(f"Scored {metrics['num_examples']} of {len(split)} examples.")
+  tf.io.gfile.makedirs(out_dir)
+  with tf.io.gfile.GFile(os.path.join(out_dir, name + ".json"), "w") as f:
+    f.write(json.dumps(result, indent=2))
+  if step is not None:
+    summaries.write_scalars(summaries.writer(out_dir, name), step,
+                            {k: metrics[k] for k in ("loss", "accuracy", "macro_f1", "roc_auc") if k in metrics})
+  if FLAGS.plots:
+    from bertclf import plots  # pylint: disable=g-import-not-at-top  (matplotlib only when plotting)
+    plot_dir = os.path.join(out_dir, "plots")
+    made = [plots.plot_confusion_matrix(np.array(metrics["confusion_matrix"]), text_data.class_names,
+                                        os.path.join(plot_dir, f"confusion_matrix_{FLAGS.split}.png"))]
+    if "roc_auc" in metrics:
+      made.append(plots.plot_roc(split.labels, probs[:, 1], os.path.join(plot_dir, f"roc_{FLAGS.split}.png")))
+    if tf.io.gfile.exists(os.path.join(out_dir, "train")):
+      made.append(plots.plot_training_curves(out_dir, os.path.join(plot_dir, "training_curves.png")))
+    logging.info("Plots: %s", ", ".join(made))
+
+
+def _read_predict_file(path, text_column):
+  """One text per line, or JSONL objects with --text_column. Empty and undecodable lines are errors."""
+  texts = []
+  with open(path, "rb") as f:
+    for number, raw in enumerate(f, 1):
+      try:
+        line = raw.decode("utf-8").rstrip("\r\n")
+      except UnicodeDecodeError as err:
+        raise ValueError(f"{path}:{number}: not UTF-8 ({err.reason} at byte {err.start}); re-save the file as "
+                         "UTF-8.") from err
+      if path.endswith(".jsonl") and line.strip():
+        try:
+          line = json.loads(line)[text_column]
+        except (ValueError, KeyError, TypeError) as err:
+          raise ValueError(f"{path}:{number}: expected a JSON object with key {text_column!r} "
+                           "(--text_column).") from err
+      if not str(line).strip():
+        raise ValueError(f"{path}:{number}: empty text; remove the line or put a text on it.")
+      texts.append(str(line))
+  if not texts:
+    raise ValueError(f"--predict_file={path} holds no texts.")
+  return texts
+
+
+def _write_predictions(texts, probs, class_names, source):
+  rows = [{"text": t, "label": int(p.argmax()), "class_name": class_names[int(p.argmax())],
+           "probabilities": {c: float(x) for c, x in zip(class_names, p)}} for t, p in zip(texts, probs)]
+  if FLAGS.predict_output:
+    with open(FLAGS.predict_output, "w", encoding="utf-8") as f:
+      f.writelines(json.dumps(r) + "\n" for r in rows)
+    logging.info("Wrote %d predictions from %s to %s", len(rows), source, FLAGS.predict_output)
+  else:
+    for r in rows:
+      probs_text = " ".join(f"{c}={v:.4f}" for c, v in r["probabilities"].items())
+      print(f"{r['class_name']}\t{probs_text}\t{r['text']}")
+
+
+if __name__ == "__main__":
+  bertclf_flags.define_flags()
+  app.run(main)
