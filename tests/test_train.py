@@ -166,3 +166,15 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path, tiny_hub, toy_imd
   w_ref, w_res = _weights(tf.train.latest_checkpoint(reference)), _weights(final)
   for k in w_ref:
     np.testing.assert_allclose(w_ref[k], w_res[k], atol=1e-6, err_msg=k)
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, tiny_hub, toy_imdb, monkeypatch):
+  import dataclasses  # pylint: disable=g-import-not-at-top
+  from bertclf import losses  # pylint: disable=g-import-not-at-top
+  run = run_train(tmp_path / "run", tiny_hub, toy_imdb, train_steps=10)
+  good = losses.LOSSES["softmax_ce"]
+  monkeypatch.setitem(losses.LOSSES, "softmax_ce", dataclasses.replace(
+      good, per_example=lambda labels, logits: good.per_example(labels, logits) * float("nan")))
+  with pytest.raises(FloatingPointError, match=r"Loss is nan at step 11; stopping.*ckpt-10"):
+    run_train(run, tiny_hub, toy_imdb, train_steps=20)
+  assert tf.train.latest_checkpoint(run).endswith("ckpt-10")
