@@ -9,6 +9,7 @@ batch, G = global batch, T = sequence length, H = hidden size, L = logits, C = c
 import bertclf  # noqa: F401  (selects tf_keras before TensorFlow loads; keep it first)
 
 import os
+import functools
 import signal
 import time
 
@@ -17,7 +18,6 @@ from absl import flags
 from absl import logging
 import numpy as np
 import tensorflow as tf
-import tf_keras
 
 from bertclf import data
 from bertclf import distribute
@@ -30,6 +30,7 @@ from bertclf import model as model_lib
 from bertclf import optim
 from bertclf import pipeline
 from bertclf import run_config
+from bertclf import steps
 from bertclf import summaries
 
 FLAGS = flags.FLAGS
@@ -100,44 +101,34 @@ def main(argv):
                                             max_to_keep=1, step_counter=step)
 
   # ============================================================== Step functions
-  trainable = model.trainable_variables
-  scaled = isinstance(optimizer, tf_keras.mixed_precision.LossScaleOptimizer)
-
-  @tf.function(jit_compile=FLAGS.jit_compile)
-  def forward_backward(features, labels):
-    with tf.GradientTape() as tape:
-      logits = tf.cast(model(features, training=True), tf.float32)  # [B, L]; the loss is always float32
-      # Averaged over the GLOBAL batch: the all-reduce SUM of the replicas' gradients is then the mean.
-      loss = tf.nn.compute_average_loss(loss_def.per_example(labels, logits), global_batch_size=G)
-      loss_for_grad = optimizer.get_scaled_loss(loss) if scaled else loss
-    grads = tape.gradient(loss_for_grad, trainable)
-    if scaled:
-      grads = optimizer.get_unscaled_gradients(grads)
-    predicted = tf.argmax(loss_def.probabilities(logits), -1, output_type=tf.int32)  # [B]
-    correct = tf.reduce_sum(tf.cast(predicted == labels, tf.float32))
-    return loss, correct, grads
+  step_def = steps.STEPS[FLAGS.step]
+  ctx = steps.StepContext(model, loss_def, optimizer, G, variables=model.trainable_variables)
+  compute_gradients = tf.function(functools.partial(step_def.fn, ctx), jit_compile=FLAGS.jit_compile)
 
   def train_step(batch):
-    """One step on one replica's batch: gradients, all-reduce, clip, update."""
+    """One step on one replica's batch: gradients (the --step variant), all-reduce, clip, update."""
     features, labels, _ = batch  # {k: [B, T] int32}, [B] int32
-    loss, correct, grads = forward_backward(features, labels)
+    loss, correct, grads, extras = compute_gradients(features, labels)
     grads = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, grads)
     grad_norm = tf.linalg.global_norm(grads)  # of the global mean gradient, before clipping
     grads, _ = tf.clip_by_global_norm(grads, optim.CLIP_NORM, use_norm=grad_norm)
-    optimizer.apply_gradients(zip(grads, trainable), experimental_aggregate_gradients=False)
+    optimizer.apply_gradients(zip(grads, ctx.variables), experimental_aggregate_gradients=False)
     step.assign_add(1)
-    return loss, correct, grad_norm
+    return {"loss": loss, "correct": correct, "grad_norm": grad_norm, **extras}
+
+  outputs = ("loss", "correct", "grad_norm") + step_def.extras
 
   @tf.function
   def train_loop(iterator, num_steps):
-    """Runs num_steps steps in one call; returns per-step global loss, correct count and grad norm."""
-    outs = [tf.TensorArray(tf.float32, size=num_steps) for _ in range(3)]
+    """Runs num_steps steps in one call; returns {output: [num_steps]} over the global batch."""
+    arrays = [tf.TensorArray(tf.float32, size=num_steps) for _ in outputs]
     for i in tf.range(num_steps):
       per_replica = strategy.run(train_step, args=(next(iterator),))
-      loss, correct = (strategy.reduce("SUM", t, axis=None) for t in per_replica[:2])
-      grad_norm = strategy.reduce("MEAN", per_replica[2], axis=None)  # equal on every replica
-      outs = [ta.write(i, v) for ta, v in zip(outs, (loss, correct, grad_norm))]
-    return [ta.stack() for ta in outs]  # 3 x [num_steps]
+      # Replicas' shares add up; grad_norm is the same on every replica.
+      values = [strategy.reduce("MEAN" if k == "grad_norm" else "SUM", per_replica[k], axis=None)
+                for k in outputs]
+      arrays = [a.write(i, tf.cast(v, tf.float32)) for a, v in zip(arrays, values)]
+    return {k: a.stack() for k, a in zip(outputs, arrays)}
 
   predict = evaluation.make_predict_fn(strategy, model, loss_def)
   val_writer = summaries.writer(_writable_dir(strategy, model_dir), "validation")
@@ -174,40 +165,39 @@ def main(argv):
                        for sig in (signal.SIGTERM, signal.SIGINT)}
 
   # ============================================================== Loop
-  window = {"loss": [], "correct": [], "grad_norm": []}
+  window = {k: [] for k in outputs}
   window_start, window_steps = time.time(), 0
   run_start, run_start_step = time.time(), start_step
   s = saved_at = start_step
   while s < total_steps and not stop_signal:
     n = _steps_until_next_event(s, total_steps, steps_per_epoch)
-    step_losses, step_correct, step_norms = (t.numpy() for t in train_loop(train_iter, tf.constant(n)))
-    if not np.all(np.isfinite(step_losses)):
-      bad = s + 1 + int(np.argmin(np.isfinite(step_losses)))
-      raise FloatingPointError(f"Loss is {step_losses[bad - s - 1]} at step {bad}; stopping. The last good "
+    out = {k: v.numpy() for k, v in train_loop(train_iter, tf.constant(n)).items()}
+    if not np.all(np.isfinite(out["loss"])):
+      bad = s + 1 + int(np.argmin(np.isfinite(out["loss"])))
+      raise FloatingPointError(f"Loss is {out['loss'][bad - s - 1]} at step {bad}; stopping. The last good "
                                f"checkpoint stays in {model_dir} ({manager.latest_checkpoint}). Lower "
                                "--learning_rate, or use --dtype=fp32/bf16.")
     s += n
-    for k, v in zip(window, (step_losses, step_correct, step_norms)):
-      window[k].extend(v.tolist())
+    for k in outputs:
+      window[k].extend(out[k].tolist())
     window_steps += n
 
     if s % FLAGS.summary_every_steps == 0 or s % FLAGS.log_every_steps == 0 or s == total_steps:
       elapsed = time.time() - window_start
-      scalars = {"loss": float(np.mean(window["loss"])),
-                 "accuracy": float(np.sum(window["correct"]) / (G * window_steps)),
-                 "learning_rate": float(optim.learning_rate(optimizer)),
-                 "grad_norm": float(np.mean(window["grad_norm"])),
-                 "steps_per_sec": window_steps / elapsed, "examples_per_sec": G * window_steps / elapsed}
-      if scaled:
+      scalars = {k: float(np.mean(window[k])) for k in outputs if k != "correct"}
+      scalars.update(accuracy=float(np.sum(window["correct"]) / (G * window_steps)),
+                     learning_rate=float(optim.learning_rate(optimizer)),
+                     steps_per_sec=window_steps / elapsed, examples_per_sec=G * window_steps / elapsed)
+      if ctx.scaled:
         scalars["loss_scale"] = float(optimizer.loss_scale)
       if s % FLAGS.summary_every_steps == 0 or s == total_steps:
         summaries.write_scalars(train_writer, s, scalars)
       if s % FLAGS.log_every_steps == 0 or s == total_steps:
         rate = (s - run_start_step) / (time.time() - run_start)
-        logging.info("step %d/%d epoch %.2f loss %.4f accuracy %.4f lr %.3g grad_norm %.3g %.1f ex/s ETA %s",
+        logging.info("step %d/%d epoch %.2f loss %.4f accuracy %.4f lr %.3g grad_norm %.3g %.1f ex/s ETA %s%s",
                      s, total_steps, s / steps_per_epoch, scalars["loss"], scalars["accuracy"],
                      scalars["learning_rate"], scalars["grad_norm"], scalars["examples_per_sec"],
-                     _eta(total_steps - s, rate))
+                     _eta(total_steps - s, rate), "".join(f" {k} {scalars[k]:.4g}" for k in step_def.extras))
       window = {k: [] for k in window}
       window_start, window_steps = time.time(), 0
 

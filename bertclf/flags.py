@@ -9,6 +9,7 @@ from bertclf import encoders
 from bertclf import heads
 from bertclf import losses
 from bertclf import optim
+from bertclf import steps
 
 FLAGS = flags.FLAGS
 
@@ -88,6 +89,7 @@ def define_train_flags():
   flags.DEFINE_float("learning_rate", 3e-5, "Peak learning rate (the tutorial's 3e-5).")
   flags.DEFINE_float("warmup_fraction", 0.1, "Linear warmup over this fraction of the steps.")
   flags.DEFINE_enum("optimizer", "adamw", list(optim.OPTIMIZERS), "official.nlp.optimization optimizer.")
+  flags.DEFINE_enum("step", "default", list(steps.STEPS), "Train-step variant (bertclf/steps.py).")
   flags.DEFINE_integer("seed", 0, "Seed of the weights' init, dropout and the shuffle order.")
   flags.DEFINE_integer("steps_per_loop", 10, "Train steps per tf.function call (less host overhead).")
   flags.DEFINE_integer("log_every_steps", 50, "absl log line every N steps.")
