@@ -25,6 +25,7 @@ from bertclf import encoders
 from bertclf import evaluation
 from bertclf import export as export_lib
 from bertclf import flags as bertclf_flags
+from bertclf import freezing
 from bertclf import losses
 from bertclf import model as model_lib
 from bertclf import optim
@@ -88,7 +89,7 @@ def main(argv):
     model = model_lib.build_classifier(encoder, loss_def.num_logits(num_classes), FLAGS.head, FLAGS.dropout,
                                        FLAGS.encoder_dropout, FLAGS.seed)
     optimizer = optim.create_optimizer(FLAGS.optimizer, FLAGS.learning_rate, total_steps, warmup_steps,
-                                       FLAGS.dtype)
+                                       FLAGS.dtype, model=model, options=bertclf_flags.step_options())
     # Batches consumed so far: the input position (see pipeline.py) and the loop counter. Not the optimizer's
     # `iterations`, which does not advance when fp16 loss scaling skips a step.
     step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
@@ -102,7 +103,8 @@ def main(argv):
 
   # ============================================================== Step functions
   step_def = steps.STEPS[FLAGS.step]
-  ctx = steps.StepContext(model, loss_def, optimizer, G, variables=model.trainable_variables)
+  ctx = steps.StepContext(model, loss_def, optimizer, G, options=bertclf_flags.step_options(),
+                          variables=freezing.trainable_variables(model, FLAGS.freeze, bertclf_flags.step_options()))
   compute_gradients = tf.function(functools.partial(step_def.fn, ctx), jit_compile=FLAGS.jit_compile)
 
   def train_step(batch):

@@ -6,6 +6,7 @@ are never written to: values derived from several flags come from the small gett
 from absl import flags
 
 from bertclf import encoders
+from bertclf import freezing
 from bertclf import heads
 from bertclf import losses
 from bertclf import optim
@@ -90,6 +91,7 @@ def define_train_flags():
   flags.DEFINE_float("warmup_fraction", 0.1, "Linear warmup over this fraction of the steps.")
   flags.DEFINE_enum("optimizer", "adamw", list(optim.OPTIMIZERS), "official.nlp.optimization optimizer.")
   flags.DEFINE_enum("step", "default", list(steps.STEPS), "Train-step variant (bertclf/steps.py).")
+  flags.DEFINE_enum("freeze", "none", list(freezing.FREEZE), "Variables kept frozen (bertclf/freezing.py).")
   flags.DEFINE_integer("seed", 0, "Seed of the weights' init, dropout and the shuffle order.")
   flags.DEFINE_integer("steps_per_loop", 10, "Train steps per tf.function call (less host overhead).")
   flags.DEFINE_integer("log_every_steps", 50, "absl log line every N steps.")
@@ -122,6 +124,11 @@ def define_eval_flags():
   flags.register_multi_flags_validator(
       ["watch", "export_dir"], lambda d: not (d["watch"] and d["export_dir"]),
       message="--watch follows checkpoints in --model_dir; it cannot be combined with --export_dir.")
+
+
+def step_options():
+  """Settings of the research variants (steps, freezing, optimizer), from their flags: {name: value}."""
+  return {}
 
 
 def define_flags():

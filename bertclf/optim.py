@@ -16,7 +16,9 @@ OPTIMIZERS = {"adamw": "adamw", "lamb": "lamb"}  # --optimizer → official's op
 CLIP_NORM = 1.0
 
 
-def create_optimizer(name, learning_rate, train_steps, warmup_steps, dtype):
+def create_optimizer(name, learning_rate, train_steps, warmup_steps, dtype, model=None, options=None):
+  """official's optimizer + schedule; `model` and `options` are for variants that set per-variable rates."""
+  del model, options  # the plain optimizers use one rate for every variable
   opt = optimization.create_optimizer(init_lr=learning_rate, num_train_steps=train_steps,
                                       num_warmup_steps=warmup_steps, optimizer_type=OPTIMIZERS[name])
   if dtype == "fp16":
