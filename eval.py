@@ -47,7 +47,7 @@ class CheckpointScorer:
     self.loss_def = losses.LOSSES[cfg["loss"]]
     self.preprocess = encoders.load_preprocess(self.handles)
     with self.strategy.scope():
-      encoder = encoders.load_encoder_layer(self.handles, trainable=False)
+      encoder = encoders.load_encoder_layer(self.handles, trainable=False, impl=cfg["encoder_impl"])
       self.model = model_lib.build_classifier(encoder, self.loss_def.num_logits(len(class_names)), cfg["head"])
     self.predict_fn = evaluation.make_predict_fn(self.strategy, self.model, self.loss_def)
 
@@ -94,6 +94,7 @@ def main(_):
                      "--model_dir of a training run, or --export_dir=<export> to use an exported model.")
   if saved:  # flags given now must describe the same model as the run's checkpoints
     now = dict(saved, seq_length=cfg["seq_length"], head=cfg["head"], loss=cfg["loss"],
+               encoder_impl=cfg["encoder_impl"],
                encoder_handle=encoders.resolve(cfg["encoder"], cfg["preprocess"]).encoder)
     run_config.check_compatible(saved, now, f"--model_dir={FLAGS.model_dir}")
 

@@ -85,7 +85,7 @@ def main(argv):
 
   # ============================================================== Model, optimizer, checkpoint
   with strategy.scope():
-    encoder = encoders.load_encoder_layer(handles, trainable=True)
+    encoder = encoders.load_encoder_layer(handles, trainable=True, impl=FLAGS.encoder_impl)
     model = model_lib.build_classifier(encoder, loss_def.num_logits(num_classes), FLAGS.head, FLAGS.dropout,
                                        FLAGS.encoder_dropout, FLAGS.seed)
     optimizer = optim.create_optimizer(FLAGS.optimizer, FLAGS.learning_rate, total_steps, warmup_steps,

@@ -12,6 +12,8 @@ import tensorflow as tf
 import tensorflow_hub as hub
 import tensorflow_text  # noqa: F401  (registers the ops the preprocessing SavedModels use)
 
+from bertclf import native
+
 DEFAULT_ENCODER = "small_bert/bert_en_uncased_L-4_H-512_A-8"
 
 _TFHUB = "https://tfhub.dev/"
@@ -106,8 +108,17 @@ def _load(handle, load_fn):
     raise
 
 
-def load_encoder_layer(handles, trainable=True):
-  """The encoder as a `hub.KerasLayer`: dict of [B, T] int32 → {pooled_output [B, H], sequence_output ...}."""
+def load_encoder_layer(handles, trainable=True, impl="hub"):
+  """The encoder: dict of [B, T] int32 → {pooled_output [B, H], sequence_output [B, T, H], ...}.
+
+  impl="hub": a `hub.KerasLayer` (the SavedModel's own float32 graph). impl="native": official's BertEncoder
+  rebuilt under the active precision policy with the SavedModel's weights (bertclf/native.py); falls back to
+  "hub", with a warning, when the SavedModel is not a BertEncoder.
+  """
+  if impl == "native":
+    encoder = native.load_encoder(lambda h: _load(h, hub.load), handles, trainable)
+    if encoder is not None:
+      return encoder
   return _load(handles.encoder, lambda h: hub.KerasLayer(h, trainable=trainable, name="encoder"))
 
 

@@ -53,6 +53,10 @@ def define_model_flags():
   flags.DEFINE_string("preprocess", None, "Preprocessing model handle or path; default: the one that matches "
                       "--encoder.")
   flags.DEFINE_integer("seq_length", 128, "Tokens per example, [CLS] and [SEP] included.")
+  flags.DEFINE_enum("encoder_impl", "hub", ["hub", "native"],
+                    "hub: the SavedModel as a hub.KerasLayer (float32 inside). native: official's BertEncoder "
+                    "built under the --dtype policy with the SavedModel's weights (real bf16/fp16 math, XLA "
+                    "compiles once per shape); non-BERT SavedModels fall back to hub with a warning.")
   flags.DEFINE_enum("head", "dense", list(heads.HEADS), "Classifier head on pooled_output (bertclf/heads.py).")
   flags.DEFINE_enum("loss", "softmax_ce", list(losses.LOSSES),
                     "Loss (bertclf/losses.py); sigmoid_ce is the tutorial's one-logit binary loss.")

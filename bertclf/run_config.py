@@ -10,7 +10,7 @@ import tensorflow as tf
 
 CONFIG_FILE = "config.json"
 # Changing any of these makes the saved weights meaningless or unloadable for the new run.
-MUST_MATCH = ("encoder_handle", "class_names", "seq_length", "head", "loss")
+MUST_MATCH = ("encoder_handle", "encoder_impl", "class_names", "seq_length", "head", "loss")
 
 
 def read(model_dir):

@@ -1,0 +1,116 @@
+"""--encoder_impl=native: the same function as the Hub layer in fp32, real low-precision math under mixed
+precision, one XLA compile per input shape, a loud fallback for non-BERT SavedModels."""
+import logging
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_hub as hub
+import tf_keras
+
+from bertclf import distribute
+from bertclf import encoders
+from bertclf import losses
+from bertclf import model as model_lib
+from bertclf import native
+from bertclf import optim
+from bertclf import steps
+from test_train import run_train
+
+
+@pytest.fixture()
+def policy():
+  yield distribute.set_precision
+  distribute.set_precision("fp32")
+
+
+def _inputs(tiny_hub):
+  pre = hub.load(os.path.join(tiny_hub, "preprocess"))
+  return pre(tf.constant(["the movie was great.", "a dull and boring story, the worst ever", "bad"]))
+
+
+def _matmul_dtypes(layer, inputs):
+  """The dtypes (enums) of every MatMul/Einsum op in the traced call, nested functions included."""
+  graph_def = tf.function(layer).get_concrete_function(inputs).graph.as_graph_def()
+  nodes = list(graph_def.node) + [n for f in graph_def.library.function for n in f.node_def]
+  return {n.attr["T"].type for n in nodes if n.op in ("MatMul", "BatchMatMulV2", "Einsum", "_FusedMatMul")}
+
+
+def test_fp32_native_equals_the_hub_layer(tiny_hub):
+  handles = encoders.resolve(tiny_hub)
+  inputs = _inputs(tiny_hub)
+  ref = encoders.load_encoder_layer(handles)(inputs)
+  nat = encoders.load_encoder_layer(handles, impl="native")
+  assert not isinstance(nat, hub.KerasLayer)
+  out = nat(inputs)
+  for key in ("pooled_output", "sequence_output"):
+    np.testing.assert_allclose(out[key].numpy(), ref[key].numpy(), atol=1e-5, err_msg=key)
+
+
+def test_config_inferred_from_shapes_gives_the_same_encoder(tiny_hub):
+  handles = encoders.resolve(tiny_hub)
+  inferred = native.infer_config(hub.load(handles.encoder).variables)
+  assert (inferred.num_hidden_layers, inferred.hidden_size, inferred.num_attention_heads,
+          inferred.intermediate_size) == (2, 32, 2, 64)
+
+
+@pytest.mark.parametrize("dtype,low", [("bf16", tf.bfloat16), ("fp16", tf.float16)])
+def test_mixed_precision_reaches_the_encoder(tiny_hub, policy, dtype, low):
+  policy(dtype)
+  handles = encoders.resolve(tiny_hub)
+  inputs = _inputs(tiny_hub)
+  enc = encoders.load_encoder_layer(handles, impl="native")
+  # Every matmul/einsum inside the encoder (attention scores, attention output, feed-forward) computes in the
+  # low precision; official keeps only the LayerNorms (and so each layer's output) in float32.
+  assert _matmul_dtypes(enc, inputs) == {low.as_datatype_enum}
+  layer = enc.transformer_layers[0]
+  assert layer.compute_dtype == low.name and layer.variable_dtype == "float32"  # float32 master weights
+  assert enc(inputs)["pooled_output"].dtype == low
+  # The Hub layer, by contrast, keeps float32 inside whatever the policy.
+  assert _matmul_dtypes(encoders.load_encoder_layer(handles), inputs) == {tf.float32.as_datatype_enum}
+  # The loss still sees float32 logits; fp16 keeps loss scaling.
+  model = model_lib.build_classifier(enc, 2)
+  opt = optim.create_optimizer("adamw", 1e-3, 10, 0, dtype)
+  ctx = steps.StepContext(model, losses.LOSSES["softmax_ce"], opt, 3, model.trainable_variables)
+  assert model(inputs).dtype == low and ctx.logits(inputs).dtype == tf.float32
+  assert ctx.scaled == (dtype == "fp16")
+  loss, _, grads, _ = steps.default_step(ctx, inputs, tf.constant([1, 0, 0]))
+  assert np.isfinite(loss.numpy()) and all(g.dtype == tf.float32 for g in grads if g is not None)
+
+
+def test_jit_compiles_once_per_input_shape(tiny_hub):
+  handles = encoders.resolve(tiny_hub)
+  model = model_lib.build_classifier(encoders.load_encoder_layer(handles, impl="native"), 2)
+  opt = optim.create_optimizer("adamw", 1e-3, 10, 0, "fp32")
+  ctx = steps.StepContext(model, losses.LOSSES["softmax_ce"], opt, 4, model.trainable_variables)
+  fn = tf.function(lambda f, l: steps.default_step(ctx, f, l)[0], jit_compile=True)
+  labels = tf.constant([0, 1, 0, 1])
+  for length in (16, 16, 16, 8, 8, 16):
+    ids = tf.ones([4, length], tf.int32)
+    fn(dict(input_word_ids=ids, input_mask=ids, input_type_ids=tf.zeros_like(ids)), labels)
+  assert fn.experimental_get_tracing_count() == 2  # one per shape, however many steps
+
+
+def test_non_bert_saved_model_falls_back_to_hub_and_says_so(tmp_path, caplog):
+  module = tf.Module()
+  module.v = tf.Variable(tf.zeros([3, 3]), name="albert_something")
+  tf.saved_model.save(module, str(tmp_path))
+  handles = encoders.Handles(str(tmp_path), "unused", "x")
+  with caplog.at_level(logging.WARNING):
+    assert native.load_encoder(tf.saved_model.load, handles) is None
+  assert "falling back to the TF Hub layer, so mixed precision will not reach the encoder" in caplog.text
+
+
+def test_native_training_checkpoints_and_exports(tmp_path, tiny_hub, toy_imdb):
+  run = run_train(tmp_path / "native", tiny_hub, toy_imdb, encoder_impl="native", dtype="bf16", train_steps=20,
+                  export=True)
+  assert tf.train.latest_checkpoint(run).endswith("-20")
+  import tensorflow_text  # noqa: F401  pylint: disable=g-import-not-at-top
+  serve = tf.saved_model.load(os.path.join(run, "export")).signatures["serving_default"]
+  probs = serve(tf.constant(["the movie was great.", "awful"]))["probabilities"].numpy()
+  assert probs.dtype == np.float32
+  np.testing.assert_allclose(probs.sum(-1), 1.0, rtol=1e-3)
+  with pytest.raises(ValueError, match="encoder_impl: saved 'native', now 'hub'"):
+    run_train(tmp_path / "native", tiny_hub, toy_imdb, train_steps=30)
+  tf_keras.mixed_precision.set_global_policy("float32")
