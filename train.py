@@ -48,6 +48,9 @@ def main(argv):
   distribute.set_precision(FLAGS.dtype)
   tf.random.set_seed(FLAGS.seed)
   handles = encoders.resolve(FLAGS.encoder, FLAGS.preprocess)
+  if any(b >= FLAGS.seq_length for b in bertclf_flags.bucket_boundaries()):
+    raise ValueError(f"--bucket_boundaries={','.join(FLAGS.bucket_boundaries)} must all be below "
+                     f"--seq_length={FLAGS.seq_length} (the last bucket is --seq_length itself).")
   if handles.max_seq_length and FLAGS.seq_length > handles.max_seq_length:
     raise ValueError(f"--seq_length={FLAGS.seq_length} exceeds the encoder's maximum of "
                      f"{handles.max_seq_length} positions.")
@@ -132,7 +135,7 @@ def main(argv):
       arrays = [a.write(i, tf.cast(v, tf.float32)) for a, v in zip(arrays, values)]
     return {k: a.stack() for k, a in zip(outputs, arrays)}
 
-  predict = evaluation.make_predict_fn(strategy, model, loss_def)
+  predict = evaluation.make_predict_fn(strategy, model, loss_def, bertclf_flags.bucket_boundaries())
   val_writer = summaries.writer(_writable_dir(strategy, model_dir), "validation")
 
   def validate():
@@ -157,7 +160,7 @@ def main(argv):
                  total_steps)
   start_step = int(step.numpy())
   train_iter = iter(strategy.distribute_datasets_from_function(
-      pipeline.train_dataset_fn(train_data, G, FLAGS.seed, start_step)))
+      pipeline.train_dataset_fn(train_data, G, FLAGS.seed, start_step, bertclf_flags.bucket_boundaries())))
   train_writer = summaries.writer(_writable_dir(strategy, model_dir), "train")
   if start_step == 0:
     summaries.write_config(train_writer, config, {k: config[k] for k in _hparam_keys() if k in config})

@@ -10,7 +10,7 @@ import tensorflow as tf
 from bertclf import pipeline
 
 
-def make_predict_fn(strategy, model, loss_def):
+def make_predict_fn(strategy, model, loss_def, bucket_boundaries=None):
   """Returns predict(data, global_batch_size) → (probabilities [N, C], per-example loss [N]), in data order."""
   @tf.function
   def step(batch):
@@ -21,7 +21,7 @@ def make_predict_fn(strategy, model, loss_def):
     return strategy.run(replica_fn, args=(batch,))
 
   def predict(data, global_batch_size):
-    dataset_fn, num_batches = pipeline.eval_dataset_fn(data, global_batch_size)
+    dataset_fn, _ = pipeline.eval_dataset_fn(data, global_batch_size, bucket_boundaries)
     dist = strategy.distribute_datasets_from_function(dataset_fn)
     probs, losses, weights = [], [], []
     for batch in dist:

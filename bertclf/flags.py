@@ -38,6 +38,13 @@ def define_data_flags():
   flags.DEFINE_bool("drop_duplicates", False, "Drop exact duplicate texts before splitting (count reported).")
   flags.DEFINE_integer("data_seed", 42, "Seed of the train/validation(/test) split.")
   flags.DEFINE_integer("tokenize_batch_size", 256, "Texts per call of the preprocessing model in tf.data.")
+  flags.DEFINE_list("bucket_boundaries", [], "Length bucketing, e.g. 16,32,48: batches of similar lengths, "
+                    "each padded only to its bucket (few fixed shapes: one trace/XLA compile per bucket). "
+                    "Empty: every batch padded to --seq_length.")
+  flags.register_validator(
+      "bucket_boundaries", lambda v: all(x.isdigit() and int(x) > 2 for x in v) and
+      [int(x) for x in v] == sorted({int(x) for x in v}),
+      message="--bucket_boundaries must be increasing integers > 2, e.g. 16,32,48.")
   flags.register_validator(
       "validation_fraction", lambda v: 0.0 < v < 1.0, message="--validation_fraction must be in (0, 1).")
   flags.register_validator(
@@ -147,6 +154,11 @@ def define_flags():
 # Derived values: computed from flags, never written back to them.
 def eval_batch_size():
   return FLAGS.eval_batch_size or FLAGS.batch_size
+
+
+def bucket_boundaries(values=None):
+  """--bucket_boundaries as ints (from FLAGS or a {flag: value} mapping)."""
+  return [int(x) for x in (values or {"bucket_boundaries": FLAGS.bucket_boundaries})["bucket_boundaries"]]
 
 
 def data_kwargs(values=None):

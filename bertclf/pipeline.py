@@ -70,21 +70,42 @@ def tokenize(split, preprocess, seq_length, batch_size=256):
   return out
 
 
-def _gather_fn(data, with_weights):
-  """index batch [b] (and weights [b]) → ({feature: [b, T] int32}, labels [b], weights [b] float32)."""
+def _gather_fn(data, bucketed):
+  """A per-replica batch {idx [b], weights [b], length} → ({feature: [b, length] int32}, labels [b], weights [b]).
+
+  `length` is the padded length of this step's global batch: its bucket (--bucket_boundaries). Without
+  bucketing the features keep their static [b, T] shape.
+  """
   features = {k: tf.constant(v) for k, v in data.features.items()}
   labels = tf.constant(data.labels)
 
-  def gather(idx, weights):
-    batch = {k: tf.gather(v, idx) for k, v in features.items()}
-    return batch, tf.gather(labels, idx), weights
-  if with_weights:
-    return gather
-  return lambda idx: gather(idx, tf.ones(tf.shape(idx), tf.float32))
+  def gather(batch):
+    ids = {k: tf.gather(v, batch["idx"]) for k, v in features.items()}
+    if bucketed:
+      ids = {k: v[:, :batch["length"]] for k, v in ids.items()}
+    return ids, tf.gather(labels, batch["idx"]), batch["weights"]
+  return gather
+
+
+def _padded_length_fn(data, bucket_boundaries):
+  """global batch indices [G] → the length its batch is padded to: the smallest bucket boundary that holds
+  its longest example, or the full sequence length T without bucketing."""
+  seq_length = data.features["input_word_ids"].shape[1]
+  bounds = tf.constant(sorted({b for b in bucket_boundaries or () if b < seq_length} | {seq_length}), tf.int32)
+  lengths = tf.constant(data.lengths.astype(np.int32))
+
+  def padded_length(idx):
+    longest = tf.reduce_max(tf.gather(lengths, idx))
+    return bounds[tf.argmax(tf.cast(bounds >= longest, tf.int32))]  # first boundary >= longest
+  return padded_length
 
 
 def _split_for_replicas(global_batches, input_context, global_batch_size):
-  """[S, G] global batches → this pipeline's per-replica batches [b], in replica order, as a dataset."""
+  """Global batches {idx [G], weights [G], length} → this pipeline's per-replica batches, in replica order.
+
+  Worker w takes slice w of the global batch and gives consecutive [b] slices to its replicas; every replica of
+  a step gets the same padded length, so all replicas run the same shapes.
+  """
   pipelines = input_context.num_input_pipelines
   replicas_here = input_context.num_replicas_in_sync // pipelines
   b = input_context.get_per_replica_batch_size(global_batch_size)
@@ -92,7 +113,9 @@ def _split_for_replicas(global_batches, input_context, global_batch_size):
   pid = input_context.input_pipeline_id
 
   def split(batch):  # [G] → [replicas_here, b]
-    return tf.reshape(batch[pid * share:(pid + 1) * share], [replicas_here, b])
+    mine = lambda t: tf.reshape(t[pid * share:(pid + 1) * share], [replicas_here, b])
+    return {"idx": mine(batch["idx"]), "weights": mine(batch["weights"]),
+            "length": tf.fill([replicas_here], batch["length"])}
   return global_batches.map(split).unbatch()
 
 
@@ -101,46 +124,74 @@ def steps_per_epoch(num_examples, global_batch_size):
   return num_examples // global_batch_size
 
 
-def train_dataset_fn(data, global_batch_size, seed, start_step=0):
-  """dataset_fn for `distribute_datasets_from_function`: endless training batches from global step start_step."""
+# Length bucketing sorts each pool of this many consecutive global batches by length before batching: batches
+# of similar lengths, still a fresh random mix of examples every epoch.
+BUCKET_POOL_BATCHES = 50
+
+
+def train_dataset_fn(data, global_batch_size, seed, start_step=0, bucket_boundaries=None):
+  """dataset_fn for `distribute_datasets_from_function`: endless training batches from global step start_step.
+
+  With bucket_boundaries, each epoch's permutation is cut into pools of BUCKET_POOL_BATCHES global batches,
+  each pool is sorted by length and batched, the batch order is shuffled (seeded by (seed, epoch) too), and
+  every batch is padded only to its bucket. Still a pure function of (seed, step): resume stays exact.
+  """
   n = len(data)
-  spe = steps_per_epoch(n, global_batch_size)
+  G = global_batch_size  # pylint: disable=invalid-name
+  spe = steps_per_epoch(n, G)
   if spe == 0:
     raise ValueError(f"The training split has {n} examples, fewer than one global batch "
-                     f"(--batch_size={global_batch_size}); lower --batch_size.")
+                     f"(--batch_size={G}); lower --batch_size.")
+  padded_length = _padded_length_fn(data, bucket_boundaries)
+  lengths = tf.constant(data.lengths.astype(np.int32))
+  seq_length = data.features["input_word_ids"].shape[1]
 
-  def epoch_batches(epoch):  # → [spe, G] indices of one epoch, in its shuffled order
-    perm = tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int32), seed=tf.stack([seed, epoch]))
-    return tf.data.Dataset.from_tensor_slices(tf.reshape(perm[:spe * global_batch_size], [spe, -1]))
+  def epoch_batches(epoch):  # → dataset of this epoch's global batches, in order
+    epoch_seed = tf.stack([tf.cast(seed, tf.int64), epoch])
+    perm = tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int32), seed=epoch_seed)[:spe * G]
+    if bucket_boundaries:
+      pool = tf.range(spe * G) // (BUCKET_POOL_BATCHES * G)  # [spe * G]
+      key = pool * (seq_length + 1) + tf.gather(lengths, perm)  # sort by pool, then by length
+      perm = tf.gather(perm, tf.argsort(key, stable=True))
+      order = tf.random.experimental.stateless_shuffle(
+          tf.range(spe), seed=tf.random.experimental.stateless_fold_in(epoch_seed, 1))
+      batches = tf.gather(tf.reshape(perm, [spe, G]), order)  # [spe, G]
+    else:
+      batches = tf.reshape(perm, [spe, G])
+    return tf.data.Dataset.from_tensor_slices(batches).map(
+        lambda idx: {"idx": idx, "weights": tf.ones([G], tf.float32), "length": padded_length(idx)})
 
   def dataset_fn(input_context):
     start_epoch, start_pos = divmod(start_step, spe)
     epochs = tf.data.Dataset.range(start_epoch, np.iinfo(np.int64).max)
     batches = epochs.flat_map(
         lambda e: epoch_batches(e).skip(tf.where(e == start_epoch, np.int64(start_pos), np.int64(0))))
-    ds = _split_for_replicas(batches, input_context, global_batch_size)
-    ds = ds.map(_gather_fn(data, with_weights=False), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = _split_for_replicas(batches, input_context, G)
+    ds = ds.map(_gather_fn(data, bool(bucket_boundaries)), num_parallel_calls=tf.data.AUTOTUNE,
+                deterministic=True)
     return ds.prefetch(tf.data.AUTOTUNE)
   return dataset_fn
 
 
-def eval_dataset_fn(data, global_batch_size):
+def eval_dataset_fn(data, global_batch_size, bucket_boundaries=None):
   """dataset_fn for evaluation: every example exactly once, in order.
 
   The last partial global batch is padded with weight-0 copies of example 0, so every replica sees full,
-  same-shape batches and metrics weighted by `weights` count each real example once.
+  same-shape batches and metrics weighted by `weights` count each real example once. With bucket_boundaries
+  each batch is padded only to its bucket (the order stays the data's).
   """
   n = len(data)
   num_batches = -(-n // global_batch_size)
   idx = np.zeros(num_batches * global_batch_size, np.int32)
   idx[:n] = np.arange(n)
   weights = (np.arange(len(idx)) < n).astype(np.float32)
+  padded_length = _padded_length_fn(data, bucket_boundaries)
 
   def dataset_fn(input_context):
     batches = tf.data.Dataset.from_tensor_slices(
-        (idx.reshape(num_batches, -1), weights.reshape(num_batches, -1)))
-    idx_ds = _split_for_replicas(batches.map(lambda i, w: i), input_context, global_batch_size)
-    w_ds = _split_for_replicas(batches.map(lambda i, w: w), input_context, global_batch_size)
-    ds = tf.data.Dataset.zip(idx_ds, w_ds).map(_gather_fn(data, with_weights=True))
+        {"idx": idx.reshape(num_batches, -1), "weights": weights.reshape(num_batches, -1)})
+    batches = batches.map(lambda b: dict(b, length=padded_length(b["idx"])))
+    ds = _split_for_replicas(batches, input_context, global_batch_size)
+    ds = ds.map(_gather_fn(data, bool(bucket_boundaries)))
     return ds.prefetch(tf.data.AUTOTUNE)
   return dataset_fn, num_batches

@@ -16,6 +16,7 @@ from bertclf import model as model_lib
 from bertclf import native
 from bertclf import optim
 from bertclf import steps
+from bertclf import summaries
 from test_train import run_train
 
 
@@ -114,3 +115,10 @@ def test_native_training_checkpoints_and_exports(tmp_path, tiny_hub, toy_imdb):
   with pytest.raises(ValueError, match="encoder_impl: saved 'native', now 'hub'"):
     run_train(tmp_path / "native", tiny_hub, toy_imdb, train_steps=30)
   tf_keras.mixed_precision.set_global_policy("float32")
+
+
+def test_bucketed_native_xla_training_learns_on_two_replicas(tmp_path, tiny_hub, toy_imdb):
+  run = run_train(tmp_path / "fast", tiny_hub, toy_imdb, encoder_impl="native", jit_compile=True,
+                  bucket_boundaries="12,16", num_cpu_devices=2, epochs=5)
+  val = summaries.read_scalars(os.path.join(run, "validation"))
+  assert val["accuracy"][-1][1] > 0.9

@@ -106,3 +106,55 @@ def test_too_small_training_split_is_a_clear_error(tokenized):
   tok, _ = tokenized
   with pytest.raises(ValueError, match="fewer than one global batch"):
     pipeline.train_dataset_fn(tok, 1000, seed=0)
+
+
+def _per_step_shapes_and_ids(strategy, dataset_fn, num_steps):
+  """[(padded length, global batch ids [G, length], masks), ...] with the replicas' shapes checked equal."""
+  it = iter(strategy.distribute_datasets_from_function(dataset_fn))
+  out = []
+  for _ in range(num_steps):
+    features, _, _ = next(it)
+    shapes = {t.shape for t in strategy.experimental_local_results(features["input_word_ids"])}
+    assert len(shapes) == 1, shapes  # every replica runs the same shape
+    out.append((shapes.pop()[1], strategy.gather(features["input_word_ids"], 0).numpy(),
+                strategy.gather(features["input_mask"], 0).numpy()))
+  return out
+
+
+@pytest.mark.parametrize("replicas", [1, 2])
+def test_bucketing_pads_each_batch_to_its_bucket_and_keeps_every_token(tokenized, replicas):
+  tok, _ = tokenized
+  bounds = [8, 16]
+  spe = pipeline.steps_per_epoch(len(tok), 32)
+  steps = _per_step_shapes_and_ids(_strategy(replicas), pipeline.train_dataset_fn(tok, 32, 0, 0, bounds), spe)
+  lengths = {row.tobytes(): n for row, n in zip(tok.features["input_word_ids"], tok.lengths)}
+  seen = []
+  for padded, ids, mask in steps:
+    assert padded in (8, 16, 24)  # a boundary, or the full --seq_length
+    real = mask.sum(1)
+    assert real.max() <= padded and (padded == 8 or real.max() > [8, 16, 24][[8, 16, 24].index(padded) - 1])
+    for row, m in zip(ids, real):  # no real token cut: the row padded back to T is the tokenized example
+      full = np.zeros(24, np.int32)
+      full[:padded] = row
+      assert lengths[full.tobytes()] == m
+      seen.append(full.tobytes())
+  assert len(set(seen)) == spe * 32  # still every example once per epoch
+  assert len({p for p, _, _ in steps}) >= 2  # the toy reviews (8-20 tokens) really spread over buckets
+
+
+def test_bucketing_resume_is_exact(tokenized):
+  tok, _ = tokenized
+  strategy = _strategy(1)
+  full = _per_step_shapes_and_ids(strategy, pipeline.train_dataset_fn(tok, 32, 5, 0, [12, 16]), 25)
+  resumed = _per_step_shapes_and_ids(strategy, pipeline.train_dataset_fn(tok, 32, 5, 17, [12, 16]), 8)
+  for a, b in zip(full[17:], resumed):
+    assert a[0] == b[0]
+    np.testing.assert_array_equal(a[1], b[1])
+
+
+def test_bucketed_eval_scores_every_example(tokenized):
+  tok, _ = tokenized
+  dataset_fn, num_batches = pipeline.eval_dataset_fn(tok, 48, [12, 16])
+  steps = _per_step_shapes_and_ids(_strategy(2), dataset_fn, num_batches)
+  ids = np.concatenate([np.pad(i, [(0, 0), (0, 24 - p)]) for p, i, _ in steps])[:320]
+  np.testing.assert_array_equal(ids, tok.features["input_word_ids"])
