@@ -43,8 +43,9 @@ def main(argv):
   strategy = distribute.get_strategy(FLAGS.strategy, FLAGS.num_gpus, FLAGS.num_cpu_devices)
   num_replicas = strategy.num_replicas_in_sync
   G = FLAGS.batch_size  # pylint: disable=invalid-name
-  if G % num_replicas:
-    raise ValueError(f"--batch_size={G} is the global batch and must divide by the {num_replicas} replicas.")
+  for name, size in (("batch_size", G), ("eval_batch_size", bertclf_flags.eval_batch_size())):
+    if size % num_replicas:
+      raise ValueError(f"--{name}={size} is a global batch and must divide by the {num_replicas} replicas.")
   distribute.set_precision(FLAGS.dtype)
   tf.random.set_seed(FLAGS.seed)
   handles = encoders.resolve(FLAGS.encoder, FLAGS.preprocess)

@@ -118,7 +118,7 @@ def test_refuses_to_resume_a_different_model(tmp_path, tiny_hub, toy_imdb):
 
 
 def test_batch_must_divide_by_replicas(tmp_path, tiny_hub, toy_imdb):
-  with pytest.raises(ValueError, match="must divide by the 2 replicas"):
+  with pytest.raises(ValueError, match="--batch_size=15 is a global batch and must divide by the 2 replicas"):
     run_train(tmp_path / "run", tiny_hub, toy_imdb, batch_size=15, num_cpu_devices=2)
 
 
