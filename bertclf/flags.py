@@ -138,9 +138,50 @@ def define_eval_flags():
       message="--watch follows checkpoints in --model_dir; it cannot be combined with --export_dir.")
 
 
+def define_variant_flags():
+  """Settings of the research variants (docs/VARIANTS.md). Each default leaves its variant off, and a non-default
+  value needs the --step/--optimizer/--freeze/--loss entry that reads it, so no setting is silently ignored."""
+  flags.DEFINE_integer("grad_accum_steps", 1, "Split each replica's batch into this many micro-batches, run one "
+                       "after another, and make one update from their summed gradients: the update of "
+                       "--batch_size at the activation memory of --batch_size / grad_accum_steps. Any --step.")
+  flags.DEFINE_float("layer_decay", 1.0, "--optimizer=adamw_llrd: layer-wise learning-rate decay d (ELECTRA): "
+                     "the head gets the learning rate, transformer layer l of L gets lr*d^(L+1-l), the "
+                     "embeddings lr*d^(L+2) (bertclf/llrd.py).")
+  flags.DEFINE_integer("freeze_layers", 0, "--freeze=embeddings_and_layers: also freeze transformer layers "
+                       "0 .. freeze_layers-1.")
+  flags.DEFINE_float("rdrop_alpha", 0.0, "--step=rdrop: weight alpha of the symmetric KL between two dropout "
+                     "passes (Liang et al. 2021, Eq. 3).")
+  flags.DEFINE_float("fgm_epsilon", 0.0, "--step=fgm: L2 norm of the adversarial perturbation of the word "
+                     "embedding table (Miyato et al. 2017).")
+  flags.DEFINE_float("label_smoothing", 0.0, "--loss=softmax_ce_smoothed: train against "
+                     "(1-e)*one_hot + e/num_classes.")
+  flags.register_validator("grad_accum_steps", lambda v: v >= 1, message="--grad_accum_steps must be >= 1.")
+  flags.register_validator("layer_decay", lambda v: 0.0 < v <= 1.0, message="--layer_decay must be in (0, 1].")
+  flags.register_validator("freeze_layers", lambda v: v >= 0, message="--freeze_layers must be >= 0.")
+  flags.register_validator("rdrop_alpha", lambda v: v >= 0.0, message="--rdrop_alpha must be >= 0.")
+  flags.register_validator("fgm_epsilon", lambda v: v >= 0.0, message="--fgm_epsilon must be >= 0.")
+  flags.register_validator("label_smoothing", lambda v: 0.0 <= v < 1.0,
+                           message="--label_smoothing must be in [0, 1).")
+  flags.register_multi_flags_validator(
+      ["grad_accum_steps", "batch_size"], lambda d: d["batch_size"] % d["grad_accum_steps"] == 0,
+      message="--grad_accum_steps must divide --batch_size (and each replica's share of it).")
+  for name, owner, entry in (("layer_decay", "optimizer", "adamw_llrd"),
+                             ("freeze_layers", "freeze", "embeddings_and_layers"),
+                             ("rdrop_alpha", "step", "rdrop"), ("fgm_epsilon", "step", "fgm"),
+                             ("label_smoothing", "loss", "softmax_ce_smoothed")):
+    neutral = FLAGS[name].default
+    flags.register_multi_flags_validator(
+        [name, owner], lambda d, name=name, owner=owner, entry=entry, neutral=neutral:
+        d[name] == neutral or d[owner] == entry, message=f"--{name} is read by --{owner}={entry} only.")
+
+
+VARIANT_FLAGS = ("grad_accum_steps", "layer_decay", "freeze_layers", "rdrop_alpha", "fgm_epsilon",
+                 "label_smoothing")
+
+
 def step_options():
-  """Settings of the research variants (steps, freezing, optimizer), from their flags: {name: value}."""
-  return {}
+  """Settings of the research variants (steps, freezing, optimizer, loss), from their flags: {name: value}."""
+  return {name: FLAGS[name].value for name in VARIANT_FLAGS}
 
 
 def define_flags():
@@ -149,6 +190,7 @@ def define_flags():
   define_model_flags()
   define_run_flags()
   define_train_flags()
+  define_variant_flags()  # after the flags its validators read (--step, --optimizer, --freeze, --loss)
   define_eval_flags()
 
 

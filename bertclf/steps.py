@@ -7,6 +7,8 @@ A variant is a function `fn(ctx, features, labels) -> (loss, correct, grads, ext
   extras   {name: scalar}: extra loss terms, as this replica's share of a global mean (summed over replicas),
            logged to TensorBoard under their names. Declare the names in `Step.extras`.
 train.py all-reduces, clips and applies the gradients; variants only change what happens before that.
+Every table entry also honours --grad_accum_steps (bertclf/grad_accum.py): with k > 1 the variant runs on k
+micro-batches of the replica's batch and the results add up; with k = 1 it runs as written.
 """
 import dataclasses
 from typing import Any, Callable
@@ -14,6 +16,11 @@ from typing import Any, Callable
 import bertclf  # noqa: F401  (selects tf_keras before TensorFlow loads)
 import tensorflow as tf
 import tf_keras
+
+from bertclf import fgm
+from bertclf import grad_accum
+from bertclf import losses
+from bertclf import rdrop
 
 
 @dataclasses.dataclass
@@ -24,6 +31,10 @@ class StepContext:
   global_batch_size: int
   variables: list                # the variables that train
   options: dict = dataclasses.field(default_factory=dict)  # variant settings from flags
+
+  def __post_init__(self):
+    # The loss as trained: its settings (e.g. --label_smoothing) bound from the options.
+    self.loss_def = losses.bind(self.loss_def, self.options)
 
   @property
   def scaled(self):
@@ -45,9 +56,10 @@ class StepContext:
     """fp16: the loss times the dynamic loss scale, so small gradients survive in float16. Call inside the tape."""
     return self.optimizer.get_scaled_loss(loss) if self.scaled else loss
 
-  def gradients(self, tape, scaled_loss):
-    """Gradients of a `scale`d loss for the training variables, unscaled again (official base_task's way)."""
-    grads = tape.gradient(scaled_loss, self.variables)
+  def gradients(self, tape, scaled_loss, variables=None):
+    """Gradients of a `scale`d loss for the training variables (or `variables`), unscaled again (official
+    base_task's way)."""
+    grads = tape.gradient(scaled_loss, self.variables if variables is None else variables)
     return self.optimizer.get_unscaled_gradients(grads) if self.scaled else grads
 
 
@@ -66,4 +78,13 @@ class Step:
   extras: tuple = ()  # names of the extra scalars fn returns
 
 
-STEPS = {"default": Step(default_step)}
+def _entry(fn, extras=()):
+  """A table entry; it runs on micro-batches when --grad_accum_steps > 1."""
+  return Step(grad_accum.accumulate(fn, extras), extras)
+
+
+STEPS = {
+    "default": _entry(default_step),
+    "rdrop": _entry(rdrop.rdrop_step, rdrop.EXTRAS),  # R-Drop: --rdrop_alpha (bertclf/rdrop.py)
+    "fgm": _entry(fgm.fgm_step, fgm.EXTRAS),  # FGM on the word embeddings: --fgm_epsilon (bertclf/fgm.py)
+}
