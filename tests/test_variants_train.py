@@ -1,0 +1,131 @@
+"""Every variant through train.py: 2 replicas, its scalars in TensorBoard, and an exact resume from a checkpoint.
+
+Resume check: a run of 8 steps saves at 4 and 8; a copy of it loses checkpoint 8 (as if killed after step 4)
+and is run again with the same flags. It must continue at step 4 and end with the same weights as the
+uninterrupted run; so the variant's state (optimizer slots, frozen variables, ...) survives a restart and the
+learning-rate schedule is the same. Dropout is off, so every step is deterministic (R-Drop's KL is then 0;
+tests/test_variants.py checks it with dropout on).
+"""
+import glob
+import os
+import shutil
+
+from absl import flags
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from bertclf import distribute
+from bertclf import encoders
+from bertclf import freezing
+from bertclf import model as model_lib
+from bertclf import summaries
+import train
+
+FLAGS = flags.FLAGS
+
+# The variants are independent swap points, so three runs cover all six (and show they compose): each runs on
+# 2 replicas, resumes, and is checked for its own effects.
+COMBOS = {
+    "fgm+grad_accum+llrd": dict(step="fgm", fgm_epsilon=0.5, grad_accum_steps=2, optimizer="adamw_llrd",
+                                layer_decay=0.5),
+    "rdrop+freeze_layers+label_smoothing": dict(step="rdrop", rdrop_alpha=1.0, freeze="embeddings_and_layers",
+                                                freeze_layers=1, loss="softmax_ce_smoothed",
+                                                label_smoothing=0.1),
+    "linear_probe": dict(freeze="encoder"),
+}
+
+
+def _train(model_dir, tiny_hub, toy_imdb, **overrides):
+  args = dict(dataset=toy_imdb, encoder=tiny_hub, model_dir=model_dir, seq_length=24, batch_size=16,
+              learning_rate=5e-3, train_steps=8, steps_per_loop=4, log_every_steps=4, summary_every_steps=1,
+              checkpoint_every_steps=4, dropout=0.0, encoder_dropout=False, export=False, num_cpu_devices=2)
+  args.update(overrides)
+  FLAGS.unparse_flags()
+  FLAGS(["train.py"] + [f"--{k}={v}" for k, v in args.items()])
+  try:
+    train.main([])
+  finally:
+    distribute.set_precision("fp32")
+    FLAGS.unparse_flags()
+  return str(model_dir)
+
+
+def _weights(ckpt_prefix):
+  reader = tf.train.load_checkpoint(ckpt_prefix)
+  return {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()
+          if k.startswith("model/") and "OPTIMIZER_SLOT" not in k}
+
+
+def _interrupted_copy(run, dst, at):
+  """A copy of `run` whose checkpoints after step `at` are gone, as if it had been killed right after `at`."""
+  shutil.copytree(run, dst)
+  for path in glob.glob(os.path.join(dst, "ckpt-*")):
+    if int(os.path.basename(path).split(".")[0].split("-")[1]) > at:
+      os.remove(path)
+  kept = os.path.join(dst, f"ckpt-{at}")
+  tf.compat.v1.train.update_checkpoint_state(dst, kept, all_model_checkpoint_paths=[kept])
+  return str(dst)
+
+
+@pytest.mark.parametrize("combo", list(COMBOS))
+def test_variants_train_on_two_replicas_and_resume_exactly(tmp_path, tiny_hub, toy_imdb, combo):
+  variant_flags = COMBOS[combo]
+  full = _train(tmp_path / "full", tiny_hub, toy_imdb, **variant_flags)
+  resumed = _interrupted_copy(full, tmp_path / "resumed", at=4)
+  shutil.rmtree(os.path.join(resumed, "train"))  # so the event files below are the second run's alone
+  _train(resumed, tiny_hub, toy_imdb, **variant_flags)
+  steps_run = [s for s, _ in summaries.read_scalars(os.path.join(resumed, "train"))["loss"]]
+  assert steps_run == [5, 6, 7, 8]  # continued after step 4
+  final = tf.train.latest_checkpoint(resumed)
+  assert final.endswith("ckpt-8")
+  w_full, w_resumed = _weights(tf.train.latest_checkpoint(full)), _weights(final)
+  assert w_full.keys() == w_resumed.keys()
+  for k in w_full:
+    np.testing.assert_allclose(w_resumed[k], w_full[k], rtol=0, atol=1e-6, err_msg=k)
+
+  scalars = summaries.read_scalars(os.path.join(full, "train"))
+  assert [s for s, _ in scalars["loss"]] == list(range(1, 9))
+  assert all(np.isfinite(v) for _, v in scalars["loss"])
+  if variant_flags.get("step") == "rdrop":  # its terms are logged; without dropout the KL is 0
+    for (_, loss), (_, ce), (_, kl) in zip(scalars["loss"], scalars["rdrop_ce"], scalars["rdrop_kl"]):
+      assert kl == pytest.approx(0.0, abs=1e-7) and loss == pytest.approx(ce, rel=1e-6)
+  if variant_flags.get("step") == "fgm":  # its terms are logged; the loss is their sum
+    for (_, loss), (_, clean), (_, adv) in zip(scalars["loss"], scalars["fgm_clean_loss"], scalars["fgm_adv_loss"]):
+      assert adv != clean and loss == pytest.approx(clean + adv, rel=1e-5)
+  if "freeze" in variant_flags:
+    _check_frozen(final, tiny_hub, variant_flags)
+
+
+def _check_frozen(ckpt, tiny_hub, variant_flags):
+  """Frozen variables are bit-identical to where train.py started; all the others moved."""
+  model = model_lib.build_classifier(encoders.load_encoder_layer(encoders.resolve(tiny_hub)), 2, "dense", 0.0,
+                                     encoder_dropout=False, seed=0)  # as train.py builds it: same start
+  trained = {v.ref() for v in freezing.trainable_variables(model, variant_flags["freeze"], variant_flags)}
+  before = {v.name: v.numpy() for v in model.trainable_variables}
+  tf.train.Checkpoint(model=model).restore(ckpt).expect_partial()
+  frozen = [v for v in model.trainable_variables if v.ref() not in trained]
+  # linear probe: all 39 encoder variables; embeddings_and_layers k=1: 5 embedding + 16 layer_0 variables.
+  assert len(frozen) == (39 if variant_flags["freeze"] == "encoder" else 5 + 16)
+  for v in model.trainable_variables:
+    if v.ref() in trained:
+      assert not np.array_equal(v.numpy(), before[v.name]), f"{v.name} did not move"
+    else:
+      np.testing.assert_array_equal(v.numpy(), before[v.name], err_msg=v.name)
+
+
+def test_grad_accum_on_two_replicas_gives_the_one_replica_update(tmp_path, tiny_hub, toy_imdb):
+  one = _train(tmp_path / "one", tiny_hub, toy_imdb, train_steps=1, num_cpu_devices=1)
+  accum = _train(tmp_path / "accum", tiny_hub, toy_imdb, train_steps=1, grad_accum_steps=4)  # 2 x 4 x 2 examples
+  w1, w2 = _weights(tf.train.latest_checkpoint(one)), _weights(tf.train.latest_checkpoint(accum))
+  for k in w1:
+    np.testing.assert_allclose(w2[k], w1[k], atol=2e-5, err_msg=k)
+
+
+def test_fp16_loss_scaling_with_fgm_and_grad_accum(tmp_path, tiny_hub, toy_imdb):
+  run = _train(tmp_path / "run", tiny_hub, toy_imdb, dtype="fp16", train_steps=4, step="fgm", fgm_epsilon=0.5,
+               grad_accum_steps=2)
+  scalars = summaries.read_scalars(os.path.join(run, "train"))
+  assert "loss_scale" in scalars
+  assert all(np.isfinite(v) for _, v in scalars["loss"])
+  assert all(adv != clean for (_, clean), (_, adv) in zip(scalars["fgm_clean_loss"], scalars["fgm_adv_loss"]))
