@@ -13,7 +13,6 @@ import re
 _LAYER = re.compile(r"(?:^|/)transformer/layer_(\d+)/")
 _EMBEDDINGS = re.compile(
     r"(?:^|/)(?:word_embeddings|position_embedding|type_embeddings|embeddings|embedding_projection)/")
-_POOLER = re.compile(r"(?:^|/)pooler_transform/")
 
 
 def encoder_depth(name):
@@ -21,10 +20,6 @@ def encoder_depth(name):
   if (m := _LAYER.search(name)):
     return int(m.group(1)) + 1
   return 0 if _EMBEDDINGS.search(name) else None
-
-
-def is_pooler(name):
-  return _POOLER.search(name) is not None
 
 
 def num_layers(variables):

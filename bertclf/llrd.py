@@ -1,15 +1,13 @@
 """Layer-wise learning-rate decay (Clark et al. 2020, ELECTRA, §A "layer-wise learning-rate decay"):
 --optimizer=adamw_llrd --layer_decay=d.
 
-Convention: ELECTRA's code (google-research/electra, model/optimization.py `_get_layer_lrs`) gives depth 0 to
-the embeddings, depth l + 1 to transformer layer l (0-based) and depth L + 2 to the task head, and rate
-lr · d^(L + 2 − depth). So, with L layers:
-  head (classifier, head_hidden)   lr
-  pooler_transform                 lr · d          (ELECTRA has no pooler; it takes the depth L + 1 ELECTRA
-                                                    leaves unused, between the top layer and the head)
-  transformer layer l              lr · d^(L + 1 − l)     (the top layer, l = L − 1: lr · d²)
-  embeddings                       lr · d^(L + 2)         (the smallest)
-(BEiT-style code drops ELECTRA's unused depth: top layer lr · d, embeddings lr · d^(L + 1).)
+Convention (the issue's formula, as in BEiT / Hugging Face recipes): with L transformer layers numbered
+l = 1..L (variable names transformer/layer_<l-1>), layer l trains at lr · d^(L − l):
+  head (classifier, head_hidden) and pooler_transform   lr               (the full rate)
+  transformer layer l = 1..L                             lr · d^(L − l)   (the top layer: lr)
+  embeddings (as layer 0)                                lr · d^L         (the smallest)
+ELECTRA's own code (google-research/electra, model/optimization.py `_get_layer_lrs`) counts one extra depth
+for its task head, so every encoder rate there is one power of d smaller: use a slightly larger d to match it.
 
 The optimizer is official's AdamWeightDecay with the same schedule and settings as --optimizer=adamw, with
 each variable's learning rate multiplied by its factor. Weight decay follows, as in official and ELECTRA, where
@@ -33,10 +31,8 @@ def rate_multiplier(variables, decay):
                      "transformer/layer_<l>/... (official's BERT); found none.")
 
   def multiplier(name):
-    depth = layering.encoder_depth(name)
-    if depth is None:
-      depth = num_layers + 1 if layering.is_pooler(name) else num_layers + 2
-    return decay ** (num_layers + 2 - depth)
+    depth = layering.encoder_depth(name)  # embeddings 0, transformer/layer_<i> i + 1; None: pooler or head
+    return decay ** (num_layers - (num_layers if depth is None else depth))
 
   return multiplier
 
