@@ -65,14 +65,16 @@ def tfidf_logreg(train_texts, train_labels, test_texts, test_labels, num_classes
   """
   vectorizer = _tfidf()
   x_train = vectorizer.fit_transform(train_texts)
-  best_c, tried = 1.0, {}
+  best_c, tried, model = 1.0, {}, None
   if validation is not None:
     x_val = vectorizer.transform(validation[0])
     for c in c_grid:
-      predicted = _logreg(c, seed).fit(x_train, train_labels).predict(x_val)
-      tried[c] = classification_scores(validation[1], predicted, num_classes)["macro_f1"]
-    best_c = max(tried, key=lambda c: (tried[c], -c_grid.index(c)))
-  model = _logreg(best_c, seed).fit(x_train, train_labels)
+      fitted = _logreg(c, seed).fit(x_train, train_labels)
+      tried[c] = classification_scores(validation[1], fitted.predict(x_val), num_classes)["macro_f1"]
+      if model is None or tried[c] > tried[best_c]:  # strictly better: the first C wins ties
+        best_c, model = c, fitted
+  else:
+    model = _logreg(best_c, seed).fit(x_train, train_labels)
   out = classification_scores(test_labels, model.predict(vectorizer.transform(test_texts)), num_classes)
   out["C"] = best_c
   if tried:
