@@ -11,7 +11,8 @@ from bertclf import pipeline
 
 
 def make_predict_fn(strategy, model, loss_def, bucket_boundaries=None):
-  """Returns predict(data, global_batch_size) → (probabilities [N, C], per-example loss [N]), in data order."""
+  """Returns predict(data, global_batch_size) → (probabilities [N, C], per-example loss [N]), in data order
+  (whatever order the eval pipeline visits them in)."""
   @tf.function
   def step(batch):
     def replica_fn(batch):
@@ -32,7 +33,10 @@ def make_predict_fn(strategy, model, loss_def, bucket_boundaries=None):
     probs, losses = np.concatenate(probs)[keep], np.concatenate(losses)[keep]
     if len(probs) != len(data):
       raise RuntimeError(f"Scored {len(probs)} examples of {len(data)}: the eval pipeline lost examples.")
-    return probs, losses
+    order = pipeline.eval_order(data, bucket_boundaries)  # back from the pipeline's order to the data's
+    out_probs, out_losses = np.empty_like(probs), np.empty_like(losses)
+    out_probs[order], out_losses[order] = probs, losses
+    return out_probs, out_losses
   return predict
 
 

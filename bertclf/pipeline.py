@@ -173,17 +173,25 @@ def train_dataset_fn(data, global_batch_size, seed, start_step=0, bucket_boundar
   return dataset_fn
 
 
+def eval_order(data, bucket_boundaries=None):
+  """The order evaluation visits examples in: by length when bucketing (batches of similar lengths pad
+  little), else the data's order. A permutation [N]: position i holds example order[i]."""
+  if bucket_boundaries:
+    return np.argsort(data.lengths, kind="stable").astype(np.int32)
+  return np.arange(len(data), dtype=np.int32)
+
+
 def eval_dataset_fn(data, global_batch_size, bucket_boundaries=None):
-  """dataset_fn for evaluation: every example exactly once, in order.
+  """dataset_fn for evaluation: every example exactly once, in `eval_order`.
 
   The last partial global batch is padded with weight-0 copies of example 0, so every replica sees full,
   same-shape batches and metrics weighted by `weights` count each real example once. With bucket_boundaries
-  each batch is padded only to its bucket (the order stays the data's).
+  the examples go by length and each batch is padded only to its bucket.
   """
   n = len(data)
   num_batches = -(-n // global_batch_size)
   idx = np.zeros(num_batches * global_batch_size, np.int32)
-  idx[:n] = np.arange(n)
+  idx[:n] = eval_order(data, bucket_boundaries)
   weights = (np.arange(len(idx)) < n).astype(np.float32)
   padded_length = _padded_length_fn(data, bucket_boundaries)
 

@@ -157,4 +157,8 @@ def test_bucketed_eval_scores_every_example(tokenized):
   dataset_fn, num_batches = pipeline.eval_dataset_fn(tok, 48, [12, 16])
   steps = _per_step_shapes_and_ids(_strategy(2), dataset_fn, num_batches)
   ids = np.concatenate([np.pad(i, [(0, 0), (0, 24 - p)]) for p, i, _ in steps])[:320]
-  np.testing.assert_array_equal(ids, tok.features["input_word_ids"])
+  order = pipeline.eval_order(tok, [12, 16])
+  assert sorted(order.tolist()) == list(range(320))
+  assert np.all(np.diff(tok.lengths[order]) >= 0)  # by length: similar lengths share a batch
+  np.testing.assert_array_equal(ids, tok.features["input_word_ids"][order])
+  assert [p for p, _, _ in steps] == sorted(p for p, _, _ in steps)
