@@ -25,8 +25,10 @@ def summary(model_dir, split="test"):
   baselines = _read(os.path.join(model_dir, "baselines.json")) or {}
   rows = [(name, b["accuracy"], b["macro_f1"]) for name, b in baselines.get("results", baselines).items()
           if isinstance(b, dict) and "macro_f1" in b]
-  rows.append((f"fine-tuned {os.path.basename(str(result.get('encoder') or ''))} (step {result['step']})",
-               result["accuracy"], result["macro_f1"]))
+  encoder = os.path.normpath(str(result.get("encoder") or "encoder"))
+  if os.path.basename(encoder) == "encoder":  # <export>/encoder: name it by its folder
+    encoder = os.path.dirname(encoder) or encoder
+  rows.append((f"fine-tuned {encoder} (step {result['step']})", result["accuracy"], result["macro_f1"]))
   lines = [f"{split} split: {result['num_examples']} examples of {result['data_source']}", "",
            "| model | accuracy | macro F1 |", "|---|---|---|"]
   lines += [f"| {name} | {acc:.4f} | {f1:.4f} |" for name, acc, f1 in rows]
