@@ -88,12 +88,13 @@ def main(argv):
     logging.info("config %s = %s", k, config[k])
 
   # ============================================================== Model, optimizer, checkpoint
+  variant_options = bertclf_flags.step_options()  # settings of the research variants (docs/VARIANTS.md)
   with strategy.scope():
     encoder = encoders.load_encoder_layer(handles, trainable=True, impl=FLAGS.encoder_impl)
     model = model_lib.build_classifier(encoder, loss_def.num_logits(num_classes), FLAGS.head, FLAGS.dropout,
                                        FLAGS.encoder_dropout, FLAGS.seed)
     optimizer = optim.create_optimizer(FLAGS.optimizer, FLAGS.learning_rate, total_steps, warmup_steps,
-                                       FLAGS.dtype, model=model, options=bertclf_flags.step_options())
+                                       FLAGS.dtype, model=model, options=variant_options)
     # Batches consumed so far: the input position (see pipeline.py) and the loop counter. Not the optimizer's
     # `iterations`, which does not advance when fp16 loss scaling skips a step.
     step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
@@ -107,8 +108,8 @@ def main(argv):
 
   # ============================================================== Step functions
   step_def = steps.STEPS[FLAGS.step]
-  ctx = steps.StepContext(model, loss_def, optimizer, G, options=bertclf_flags.step_options(),
-                          variables=freezing.trainable_variables(model, FLAGS.freeze, bertclf_flags.step_options()))
+  ctx = steps.StepContext(model, loss_def, optimizer, G, options=variant_options,
+                          variables=freezing.trainable_variables(model, FLAGS.freeze, variant_options))
   compute_gradients = tf.function(functools.partial(step_def.fn, ctx), jit_compile=FLAGS.jit_compile)
 
   def train_step(batch):
