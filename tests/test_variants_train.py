@@ -10,19 +10,17 @@ import glob
 import os
 import shutil
 
-from absl import flags
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from bertclf import distribute
 from bertclf import encoders
 from bertclf import freezing
 from bertclf import model as model_lib
 from bertclf import summaries
-import train
+from test_train import _weights
+from test_train import run_train
 
-FLAGS = flags.FLAGS
 
 # The variants are independent swap points, so three runs cover all six (and show they compose): each runs on
 # 2 replicas, resumes, and is checked for its own effects.
@@ -37,24 +35,11 @@ COMBOS = {
 
 
 def _train(model_dir, tiny_hub, toy_imdb, **overrides):
-  args = dict(dataset=toy_imdb, encoder=tiny_hub, model_dir=model_dir, seq_length=24, batch_size=16,
-              learning_rate=5e-3, train_steps=8, steps_per_loop=4, log_every_steps=4, summary_every_steps=1,
-              checkpoint_every_steps=4, dropout=0.0, encoder_dropout=False, export=False, num_cpu_devices=2)
+  """test_train's in-process run, 8 steps on 2 replicas with a checkpoint every 4 unless overridden."""
+  args = dict(train_steps=8, steps_per_loop=4, log_every_steps=4, summary_every_steps=1, checkpoint_every_steps=4,
+              num_cpu_devices=2)
   args.update(overrides)
-  FLAGS.unparse_flags()
-  FLAGS(["train.py"] + [f"--{k}={v}" for k, v in args.items()])
-  try:
-    train.main([])
-  finally:
-    distribute.set_precision("fp32")
-    FLAGS.unparse_flags()
-  return str(model_dir)
-
-
-def _weights(ckpt_prefix):
-  reader = tf.train.load_checkpoint(ckpt_prefix)
-  return {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()
-          if k.startswith("model/") and "OPTIMIZER_SLOT" not in k}
+  return run_train(model_dir, tiny_hub, toy_imdb, **args)
 
 
 def _interrupted_copy(run, dst, at):
