@@ -91,7 +91,9 @@ def _padded_length_fn(data, bucket_boundaries):
   """global batch indices [G] → the length its batch is padded to: the smallest bucket boundary that holds
   its longest example, or the full sequence length T without bucketing."""
   seq_length = data.features["input_word_ids"].shape[1]
-  bounds = tf.constant(sorted({b for b in bucket_boundaries or () if b < seq_length} | {seq_length}), tf.int32)
+  if not bucket_boundaries:  # every batch keeps T: no per-batch work
+    return lambda idx: tf.constant(seq_length, tf.int32)
+  bounds = tf.constant(sorted({b for b in bucket_boundaries if b < seq_length} | {seq_length}), tf.int32)
   lengths = tf.constant(data.lengths.astype(np.int32))
 
   def padded_length(idx):
