@@ -36,6 +36,7 @@ import tf_keras
 from bertclf import data
 from bertclf import demo_data
 from bertclf import encoders
+from bertclf import flops
 from bertclf import pipeline
 from bertclf import summaries
 from official.nlp import optimization
@@ -153,28 +154,7 @@ def run_train(extra, paths, steps, model_dir, seed=0):
   return rates, train_seconds, accuracy
 
 
-# ------------------------------------------------------------------------------------------------- FLOPs, peak
-def training_flops_per_token(config, tokens):
-  """Analytic forward+backward FLOPs per token of a BERT encoder at `tokens` context (3x the forward)."""
-  h, i, n = config["hidden_size"], config["intermediate_size"], config["num_hidden_layers"]
-  per_layer = 2 * (4 * h * h + 2 * h * i) + 2 * 2 * tokens * h  # projections + FFN, then QK^T and AV
-  return 3 * n * per_layer
-
-
-def measured_peak(dtype, size=2048, repeats=10):
-  """Dense matmul FLOP/s on this device: [size, size] x [size, size], median of repeats."""
-  a = tf.random.normal([size, size], dtype=tf.float32)
-  a = tf.cast(a, dtype)
-  mm = tf.function(lambda x: tf.matmul(x, x))
-  mm(a).numpy()
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    mm(a).numpy()
-    times.append(time.perf_counter() - start)
-  return 2 * size ** 3 / float(np.median(times))
-
-
+# ------------------------------------------------------------------------------------------------- input pipeline
 def input_pipeline_rate(handles, train, steps=200):
   """Examples/s of bertclf's input pipeline alone (tokenized ids gathered into batches; no model)."""
   pre = encoders.load_preprocess(handles)
@@ -202,8 +182,8 @@ def main(_):
   pipe_rate, tokenize_rate, tok = input_pipeline_rate(handles, data.Split(train.texts[:FLAGS.train_examples],
                                                                           train.labels[:FLAGS.train_examples]))
   mean_tokens = float(tok.lengths.mean())
-  flops_per_example = training_flops_per_token(config, mean_tokens) * mean_tokens
-  peaks = {"fp32": measured_peak(tf.float32), _low_precision(): measured_peak(
+  flops_per_example = flops.training_flops_per_token(config, mean_tokens) * mean_tokens
+  peaks = {"fp32": flops.measured_peak(tf.float32), _low_precision(): flops.measured_peak(
       tf.bfloat16 if _low_precision() == "bf16" else tf.float16)}
   results = {}
 

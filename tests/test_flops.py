@@ -1,0 +1,25 @@
+"""The analytic FLOP count behind the benchmarks' MFU, checked against the weights of a real BertEncoder."""
+import bertclf  # noqa: F401  (selects tf_keras before TensorFlow loads)
+import pytest
+import tensorflow as tf
+
+from bertclf import flops
+from bertclf import hub_export
+from official.nlp.tools import export_tfhub_lib
+
+
+@pytest.mark.parametrize("tokens", [16, 64])
+def test_flops_are_6_per_dense_weight_plus_attention(tokens):
+  bert_config = hub_export.tiny_bert_config(100, num_layers=3, hidden_size=48, num_attention_heads=4,
+                                            intermediate_size=96)
+  config = bert_config.to_dict()  # as bert_config.json holds it
+  encoder = export_tfhub_lib.get_bert_encoder(bert_config)
+  ids = tf.ones([1, tokens], tf.int32)
+  encoder(dict(input_word_ids=ids, input_mask=ids, input_type_ids=tf.zeros_like(ids)))
+  # The matmul weights of the transformer layers: every kernel under transformer/ (biases, LayerNorm: rank 1).
+  dense = sum(v.shape.num_elements() for v in encoder.weights
+              if v.name.startswith("transformer/layer_") and v.name.endswith("kernel:0"))
+  assert dense == 3 * (4 * 48 * 48 + 2 * 48 * 96)  # Q, K, V, output; FFN in and out
+  L, H = config["num_hidden_layers"], config["hidden_size"]  # pylint: disable=invalid-name
+  # PaLM's appendix B: 6N per token for the weights, 12 * L * H * T for attention's QK^T and AV.
+  assert flops.training_flops_per_token(config, tokens) == 6 * dense + 12 * L * H * tokens
