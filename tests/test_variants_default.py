@@ -2,18 +2,23 @@
 
 tests/data/default_step_reference.json holds the per-step `loss` and `grad_norm` of train.py at commit 8aa98b3
 (before bertclf/steps.py existed) on a seeded tiny encoder; this test re-runs today's train.py with the same
-flags on the same assets and compares. Regenerate the reference (it records its command and commit) with:
+flags on the same assets and compares. The head's initializer changed on purpose later (GlorotUniform, see
+bertclf/heads.py), so the reference runs 8aa98b3 with today's bertclf/heads.py copied in: the loop is the old
+one, the starting point today's. Regenerate the reference (it records its command, commit and that copy) with:
 
   git worktree add /tmp/pre_refactor 8aa98b3
-  python tests/test_variants_default.py --worktree=/tmp/pre_refactor --out=tests/data/default_step_reference.json
-  git worktree remove /tmp/pre_refactor
+  python tests/test_variants_default.py --worktree=/tmp/pre_refactor --heads_from=bertclf/heads.py \
+      --out=tests/data/default_step_reference.json
+  git worktree remove --force /tmp/pre_refactor
 
 The conftest `tiny_hub` draws its weights from unseeded Keras initializers, which differ from process to process
 even after `tf.random.set_seed`; so both sides here build the encoder from a NumPy RandomState instead.
 """
 import json
 import os
+import hashlib
 import re
+import shutil
 import subprocess
 import sys
 
@@ -92,9 +97,19 @@ def test_default_step_matches_the_pre_refactor_loop(tmp_path, seeded_assets, run
     np.testing.assert_allclose(now[tag], reference[tag], rtol=0, atol=1e-5, err_msg=tag)
 
 
-def make_reference(worktree, out, scratch):
-  """Runs `worktree`'s train.py (a checkout of the pre-refactor commit) twice per run and writes the JSON."""
+def _sha1(path):
+  with open(path, "rb") as f:
+    return hashlib.sha1(f.read()).hexdigest()
+
+
+def make_reference(worktree, out, scratch, heads_from=None):
+  """Runs `worktree`'s train.py (a checkout of the pre-refactor commit) twice per run and writes the JSON.
+
+  heads_from: a bertclf/heads.py copied over the worktree's first (the head's init, changed since).
+  """
   commit = subprocess.check_output(["git", "-C", worktree, "rev-parse", "HEAD"], text=True).strip()
+  if heads_from:
+    shutil.copyfile(heads_from, os.path.join(worktree, "bertclf", "heads.py"))
   hub, imdb = build_assets(os.path.join(scratch, "assets"))
   runs = {}
   for name, extra in RUNS.items():
@@ -108,8 +123,10 @@ def make_reference(worktree, out, scratch):
       raise RuntimeError(f"{name}: two runs of the reference differ: {results}")
     command = " ".join(["python", "train.py"] + argv)
     runs[name] = dict(command=command.replace(scratch, "$SCRATCH"), **results[0])
-  text = json.dumps({"commit": commit, "generated_by": "python tests/test_variants_default.py "
-                     "--worktree=<checkout of commit> (assets: build_assets($SCRATCH/assets))", "flags": FLAGS,
+  heads = (f"bertclf/heads.py copied from {heads_from} (sha1 {_sha1(heads_from)})" if heads_from else
+           "the commit's own")
+  text = json.dumps({"commit": commit, "heads_py": heads, "generated_by": "python tests/test_variants_default.py "
+                     "--worktree=<checkout of commit> --heads_from=bertclf/heads.py (assets: build_assets($SCRATCH/assets))", "flags": FLAGS,
                      "runs": runs}, indent=1)
   with open(out, "w") as f:
     f.write(re.sub(r"\[\s+([^\[\]{}]*?)\s+\]", lambda m: "[" + re.sub(r"\s+", " ", m.group(1)) + "]", text) + "\n")
@@ -122,7 +139,8 @@ if __name__ == "__main__":
   import bertclf  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
   parser = argparse.ArgumentParser()
   parser.add_argument("--worktree", required=True, help="A checkout of the pre-refactor commit (8aa98b3).")
+  parser.add_argument("--heads_from", help="A bertclf/heads.py to copy into the worktree first.")
   parser.add_argument("--out", default=REFERENCE)
   args = parser.parse_args()
   with tempfile.TemporaryDirectory() as tmp:
-    make_reference(os.path.abspath(args.worktree), args.out, tmp)
+    make_reference(os.path.abspath(args.worktree), args.out, tmp, args.heads_from)
