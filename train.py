@@ -162,7 +162,8 @@ def main(argv):
                  total_steps)
   start_step = int(step.numpy())
   train_iter = iter(strategy.distribute_datasets_from_function(
-      pipeline.train_dataset_fn(train_data, G, FLAGS.seed, start_step, bertclf_flags.bucket_boundaries())))
+      pipeline.train_dataset_fn(train_data, G, FLAGS.seed, start_step, bertclf_flags.bucket_boundaries(),
+                                FLAGS.bucket_pool_batches)))
   train_writer = summaries.writer(_writable_dir(strategy, model_dir), "train")
   if start_step == 0:
     summaries.write_config(train_writer, config, {k: config[k] for k in _hparam_keys() if k in config})

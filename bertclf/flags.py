@@ -46,6 +46,9 @@ def define_data_flags():
       "bucket_boundaries", lambda v: all(x.isdigit() and int(x) > 2 for x in v) and
       [int(x) for x in v] == sorted({int(x) for x in v}),
       message="--bucket_boundaries must be increasing integers > 2, e.g. 16,32,48.")
+  flags.DEFINE_integer("bucket_pool_batches", 50, "Bucketing sorts each pool of this many consecutive global "
+                       "batches by length before batching: larger pads less, smaller mixes lengths (and what "
+                       "goes with them) more within a batch.", lower_bound=1)
   flags.register_validator(
       "validation_fraction", lambda v: 0.0 < v < 1.0, message="--validation_fraction must be in (0, 1).")
   flags.register_validator(

@@ -126,15 +126,10 @@ def steps_per_epoch(num_examples, global_batch_size):
   return num_examples // global_batch_size
 
 
-# Length bucketing sorts each pool of this many consecutive global batches by length before batching: batches
-# of similar lengths, still a fresh random mix of examples every epoch.
-BUCKET_POOL_BATCHES = 50
-
-
-def train_dataset_fn(data, global_batch_size, seed, start_step=0, bucket_boundaries=None):
+def train_dataset_fn(data, global_batch_size, seed, start_step=0, bucket_boundaries=None, pool_batches=50):
   """dataset_fn for `distribute_datasets_from_function`: endless training batches from global step start_step.
 
-  With bucket_boundaries, each epoch's permutation is cut into pools of BUCKET_POOL_BATCHES global batches,
+  With bucket_boundaries, each epoch's permutation is cut into pools of `pool_batches` global batches,
   each pool is sorted by length and batched, the batch order is shuffled (seeded by (seed, epoch) too), and
   every batch is padded only to its bucket. Still a pure function of (seed, step): resume stays exact.
   """
@@ -152,7 +147,7 @@ def train_dataset_fn(data, global_batch_size, seed, start_step=0, bucket_boundar
     epoch_seed = tf.stack([tf.cast(seed, tf.int64), epoch])
     perm = tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int32), seed=epoch_seed)[:spe * G]
     if bucket_boundaries:
-      pool = tf.range(spe * G) // (BUCKET_POOL_BATCHES * G)  # [spe * G]
+      pool = tf.range(spe * G) // (pool_batches * G)  # [spe * G]
       key = pool * (seq_length + 1) + tf.gather(lengths, perm)  # sort by pool, then by length
       perm = tf.gather(perm, tf.argsort(key, stable=True))
       order = tf.random.experimental.stateless_shuffle(

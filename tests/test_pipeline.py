@@ -142,6 +142,22 @@ def test_bucketing_pads_each_batch_to_its_bucket_and_keeps_every_token(tokenized
   assert len({p for p, _, _ in steps}) >= 2  # the toy reviews (8-20 tokens) really spread over buckets
 
 
+def test_bucket_pool_of_one_batch_keeps_the_unbucketed_batches(tokenized):
+  """pool_batches=1 sorts within each batch only: the same examples per step as without bucketing (the order of
+  the steps is shuffled), while a larger pool groups lengths and pads less."""
+  tok, _ = tokenized
+  strategy = _strategy(1)
+  spe = pipeline.steps_per_epoch(len(tok), 32)
+  full = lambda padded, ids: np.pad(ids, [(0, 0), (0, 24 - padded)])  # noqa: E731
+  as_set = lambda steps: sorted(tuple(sorted(r.tobytes() for r in full(p, i))) for p, i, _ in steps)  # noqa: E731
+  plain = _per_step_shapes_and_ids(strategy, pipeline.train_dataset_fn(tok, 32, 2), spe)
+  pool1 = _per_step_shapes_and_ids(strategy, pipeline.train_dataset_fn(tok, 32, 2, 0, [8, 16], pool_batches=1), spe)
+  pool10 = _per_step_shapes_and_ids(strategy, pipeline.train_dataset_fn(tok, 32, 2, 0, [8, 16], pool_batches=10),
+                                    spe)
+  assert as_set(pool1) == as_set(plain) != as_set(pool10)
+  assert sum(p for p, _, _ in pool10) < sum(p for p, _, _ in pool1)
+
+
 def test_bucketing_resume_is_exact(tokenized):
   tok, _ = tokenized
   strategy = _strategy(1)
