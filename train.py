@@ -117,6 +117,7 @@ def main(argv):
     features, labels, _ = batch  # {k: [B, T] int32}, [B] int32
     loss, correct, grads, extras = compute_gradients(features, labels)
     grads = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, grads)
+    grads = optim.densify(grads)  # embedding slices → dense, so the norm counts repeated tokens right
     grad_norm = tf.linalg.global_norm(grads)  # of the global mean gradient, before clipping
     grads, _ = tf.clip_by_global_norm(grads, optim.CLIP_NORM, use_norm=grad_norm)
     optimizer.apply_gradients(zip(grads, ctx.variables), experimental_aggregate_gradients=False)

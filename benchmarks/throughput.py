@@ -165,10 +165,12 @@ def input_pipeline_rate(handles, train, steps=200):
       pipeline.train_dataset_fn(tok, FLAGS.batch_size, 0, 0, [int(b) for b in FLAGS.bucket_boundaries]))
   it = iter(ds)
   next(it)
+  padded = []  # positions each batch is padded to
   start = time.perf_counter()
   for _ in range(steps):
-    next(it)
-  return steps * FLAGS.batch_size / (time.perf_counter() - start), tokenize_rate, tok
+    padded.append(next(it)[0]["input_word_ids"].shape[1])
+  rate = steps * FLAGS.batch_size / (time.perf_counter() - start)
+  return rate, tokenize_rate, tok, float(np.mean(padded))
 
 
 def main(_):
@@ -179,7 +181,7 @@ def main(_):
   workdir = tempfile.mkdtemp(prefix="bertclf_bench_")
   train, val, class_names, paths = write_subset(workdir)
   steps = FLAGS.window_steps * (FLAGS.windows + 1)
-  pipe_rate, tokenize_rate, tok = input_pipeline_rate(handles, data.Split(train.texts[:FLAGS.train_examples],
+  pipe_rate, tokenize_rate, tok, mean_padded = input_pipeline_rate(handles, data.Split(train.texts[:FLAGS.train_examples],
                                                                           train.labels[:FLAGS.train_examples]))
   mean_tokens = float(tok.lengths.mean())
   flops_per_example = flops.training_flops_per_token(config, mean_tokens) * mean_tokens
@@ -238,6 +240,7 @@ def main(_):
              "tensorflow": tf.__version__}
   report = {"machine": machine, "encoder": FLAGS.encoder, "config": config, "seq_length": FLAGS.seq_length,
             "batch_size": FLAGS.batch_size, "train_examples": n, "mean_real_tokens": mean_tokens,
+            "mean_padded_length_bucketed": mean_padded,
             "training_flops_per_example": flops_per_example, "peak_flops": peaks,
             "input_pipeline_examples_per_sec": pipe_rate, "tokenize_examples_per_sec": tokenize_rate,
             "rows": results, "time_to_accuracy": tta, "command": " ".join(sys.argv)}
@@ -256,7 +259,9 @@ def _markdown(r):
            f"{', '.join(r['machine']['cpu_flags']) or 'n/a'}",
            f"Encoder {r['encoder']} ({r['config']['num_hidden_layers']} layers, hidden "
            f"{r['config']['hidden_size']}), global batch {r['batch_size']}, seq length {r['seq_length']}, "
-           f"mean real tokens/example {r['mean_real_tokens']:.1f}; peak matmul "
+           f"mean real tokens/example {r['mean_real_tokens']:.1f}, mean padded length with --bucket_boundaries="
+           f"{','.join(FLAGS.bucket_boundaries)}: {r.get('mean_padded_length_bucketed', float('nan')):.1f}; "
+           "peak matmul "
            + ", ".join(f"{k} {v / 1e9:.0f} GFLOP/s" for k, v in r["peak_flops"].items()) + ".",
            "", "| row | configuration | examples/s (min-max) | real tokens/s | vs (0) | MFU |", "|---|---|---|---|---|---|"]
   for row, x in sorted(r["rows"].items()):

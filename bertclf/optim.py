@@ -7,6 +7,7 @@ OPTIMIZERS maps --optimizer to `fn(learning_rate, train_steps, warmup_steps, mod
 entries that give variables their own learning rates (adamw_llrd) read the model's variable names.
 """
 import bertclf  # noqa: F401  (selects tf_keras before TensorFlow loads)
+import tensorflow as tf
 import tf_keras
 
 from official.nlp import optimization
@@ -35,6 +36,21 @@ OPTIMIZERS = {
 # explicitly (to log the true global norm), so it clips the all-reduced gradient to this norm instead; with one
 # replica the two are the same.
 CLIP_NORM = 1.0
+
+
+def densify(grads):
+  """IndexedSlices gradients (the embedding tables') → dense tensors; the others pass through.
+
+  An embedding gradient arrives as one slice per looked-up token, so a token that occurs n times in the batch
+  ([CLS], [PAD], "the") has n slices. Applying them sums the duplicates, but `tf.linalg.global_norm` and
+  `tf.clip_by_global_norm` square the slices one by one: the norm they see is not the gradient's (5% off on
+  the tiny test model; caught by tests/test_variants_train.py, where --grad_accum_steps sums densely). Dense,
+  the logged norm and the clipping are exact. The update is the same (official's AdamW is Keras's non-lazy Adam:
+  it moves every row of the table each step anyway) and no slower: one fused pass over the table instead of the
+  sparse path's several (docs/BENCHMARKS.md, section 2). Call it after the all-reduce, which then still moves
+  only the looked-up rows between devices.
+  """
+  return [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g for g in grads]
 
 
 def create_optimizer(name, learning_rate, train_steps, warmup_steps, dtype, model=None, options=None):

@@ -2,13 +2,13 @@
 
 tests/data/default_step_reference.json holds the per-step `loss` and `grad_norm` of train.py at commit 8aa98b3
 (before bertclf/steps.py existed) on a seeded tiny encoder; this test re-runs today's train.py with the same
-flags on the same assets and compares. The head's initializer changed on purpose later (GlorotUniform, see
-bertclf/heads.py), so the reference runs 8aa98b3 with today's bertclf/heads.py copied in: the loop is the old
-one, the starting point today's. Regenerate the reference (it records its command, commit and that copy) with:
+flags on the same assets and compares. Two changes since were made on purpose, and the reference runs 8aa98b3
+with them applied (tests/data/default_step_reference.patch, `git apply`-ed to the checkout): the head starts
+from GlorotUniform (bertclf/heads.py), and the step densifies embedding gradients before their norm
+(optim.densify). Regenerate the reference (it records its command, commit and the patch's sha1) with:
 
   git worktree add /tmp/pre_refactor 8aa98b3
-  python tests/test_variants_default.py --worktree=/tmp/pre_refactor --heads_from=bertclf/heads.py \
-      --out=tests/data/default_step_reference.json
+  python tests/test_variants_default.py --worktree=/tmp/pre_refactor --out=tests/data/default_step_reference.json
   git worktree remove --force /tmp/pre_refactor
 
 The conftest `tiny_hub` draws its weights from unseeded Keras initializers, which differ from process to process
@@ -18,7 +18,6 @@ import json
 import os
 import hashlib
 import re
-import shutil
 import subprocess
 import sys
 
@@ -27,6 +26,7 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REFERENCE = os.path.join(ROOT, "tests", "data", "default_step_reference.json")
+PATCH = os.path.join(ROOT, "tests", "data", "default_step_reference.patch")  # the changes made on purpose since
 # fp32, no dropout anywhere: every step is a deterministic function of the assets and the flags.
 FLAGS = dict(seq_length=24, batch_size=16, learning_rate=5e-3, train_steps=10, steps_per_loop=5,
              log_every_steps=5, summary_every_steps=1, checkpoint_every_steps=10, dropout=0.0,
@@ -102,14 +102,11 @@ def _sha1(path):
     return hashlib.sha1(f.read()).hexdigest()
 
 
-def make_reference(worktree, out, scratch, heads_from=None):
-  """Runs `worktree`'s train.py (a checkout of the pre-refactor commit) twice per run and writes the JSON.
-
-  heads_from: a bertclf/heads.py copied over the worktree's first (the head's init, changed since).
-  """
+def make_reference(worktree, out, scratch):
+  """Applies PATCH to `worktree` (a checkout of the pre-refactor commit), runs its train.py twice per run and
+  writes the JSON."""
   commit = subprocess.check_output(["git", "-C", worktree, "rev-parse", "HEAD"], text=True).strip()
-  if heads_from:
-    shutil.copyfile(heads_from, os.path.join(worktree, "bertclf", "heads.py"))
+  subprocess.run(["git", "-C", worktree, "apply", PATCH], check=True)
   hub, imdb = build_assets(os.path.join(scratch, "assets"))
   runs = {}
   for name, extra in RUNS.items():
@@ -123,10 +120,9 @@ def make_reference(worktree, out, scratch, heads_from=None):
       raise RuntimeError(f"{name}: two runs of the reference differ: {results}")
     command = " ".join(["python", "train.py"] + argv)
     runs[name] = dict(command=command.replace(scratch, "$SCRATCH"), **results[0])
-  heads = (f"bertclf/heads.py copied from {heads_from} (sha1 {_sha1(heads_from)})" if heads_from else
-           "the commit's own")
-  text = json.dumps({"commit": commit, "heads_py": heads, "generated_by": "python tests/test_variants_default.py "
-                     "--worktree=<checkout of commit> --heads_from=bertclf/heads.py (assets: build_assets($SCRATCH/assets))", "flags": FLAGS,
+  text = json.dumps({"commit": commit, "patch": f"{os.path.relpath(PATCH, ROOT)} (sha1 {_sha1(PATCH)})",
+                     "generated_by": "python tests/test_variants_default.py "
+                     "--worktree=<checkout of commit> (assets: build_assets($SCRATCH/assets))", "flags": FLAGS,
                      "runs": runs}, indent=1)
   with open(out, "w") as f:
     f.write(re.sub(r"\[\s+([^\[\]{}]*?)\s+\]", lambda m: "[" + re.sub(r"\s+", " ", m.group(1)) + "]", text) + "\n")
@@ -139,8 +135,7 @@ if __name__ == "__main__":
   import bertclf  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
   parser = argparse.ArgumentParser()
   parser.add_argument("--worktree", required=True, help="A checkout of the pre-refactor commit (8aa98b3).")
-  parser.add_argument("--heads_from", help="A bertclf/heads.py to copy into the worktree first.")
   parser.add_argument("--out", default=REFERENCE)
   args = parser.parse_args()
   with tempfile.TemporaryDirectory() as tmp:
-    make_reference(os.path.abspath(args.worktree), args.out, tmp, args.heads_from)
+    make_reference(os.path.abspath(args.worktree), args.out, tmp)

@@ -102,6 +102,12 @@ def _check_frozen(ckpt, tiny_hub, variant_flags):
 def test_grad_accum_on_two_replicas_gives_the_one_replica_update(tmp_path, tiny_hub, toy_imdb):
   one = _train(tmp_path / "one", tiny_hub, toy_imdb, train_steps=1, num_cpu_devices=1)
   accum = _train(tmp_path / "accum", tiny_hub, toy_imdb, train_steps=1, grad_accum_steps=4)  # 2 x 4 x 2 examples
+  # The accumulated gradient is the one-replica gradient: same loss and global norm, to float rounding.
+  for tag in ("loss", "grad_norm"):
+    (s1, v1), = summaries.read_scalars(os.path.join(one, "train"))[tag]
+    (s2, v2), = summaries.read_scalars(os.path.join(accum, "train"))[tag]
+    assert s1 == s2 == 1 and v2 == pytest.approx(v1, rel=1e-5), tag
+  # And so the same update.
   w1, w2 = _weights(tf.train.latest_checkpoint(one)), _weights(tf.train.latest_checkpoint(accum))
   for k in w1:
     np.testing.assert_allclose(w2[k], w1[k], atol=2e-5, err_msg=k)
