@@ -3,9 +3,8 @@
 Weights start from GlorotUniform, the tutorial's (Keras's default), with an explicit seed: the global seed
 alone does not give the same init under every strategy, and a research comparison needs the same starting
 point. Not BERT's TruncatedNormal(0.02): on the demo data (4,096 examples, 3,351 validation) that small init
-left the head behind and cost 1.4 points of validation accuracy against the tutorial's fit after one epoch
-(seeds 0 and 1, native bf16 + buckets: 0.7368 with it, 0.7490 with Glorot; the tutorial 0.7546). See
-docs/BENCHMARKS.md, "Time to accuracy".
+left the head behind and cost 1.2 points of validation accuracy after one epoch (seeds 0 and 1, native bf16
++ buckets: 0.7368 with it, 0.7490 with Glorot; the tutorial 0.7546). See docs/BENCHMARKS.md, section 3.
 """
 import bertclf  # noqa: F401  (selects tf_keras before TensorFlow loads)
 import tf_keras
