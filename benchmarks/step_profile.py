@@ -24,12 +24,13 @@ from absl import app
 from absl import flags
 import numpy as np
 import tensorflow as tf
-import tf_keras
 
 from bertclf import distribute
 from bertclf import encoders
+from bertclf import losses
 from bertclf import model as model_lib
 from bertclf import optim
+from bertclf import steps
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLAGS = flags.FLAGS
@@ -85,15 +86,14 @@ def main(_):
   features = {"input_word_ids": tf.constant(rng.integers(1000, 30000, [B, T]), tf.int32),  # [B, T]
               "input_mask": tf.ones([B, T], tf.int32), "input_type_ids": tf.zeros([B, T], tf.int32)}
   labels = tf.constant(rng.integers(0, 2, [B]), tf.int32)  # [B]
-  loss_fn = tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-  scaled = FLAGS.dtype == "fp16"
+  # train.py's default step (bertclf/steps.py), and the same step with the model in inference mode: no dropout.
+  ctx = steps.StepContext(model, losses.LOSSES["softmax_ce"], optimizer, B, variables=model.trainable_variables)
+  no_dropout = steps.StepContext(lambda f, training: model(f, training=False), losses.LOSSES["softmax_ce"],
+                                 optimizer, B, variables=model.trainable_variables)
 
   def loss_and_grads(training=True):
-    with tf.GradientTape() as tape:
-      loss = loss_fn(labels, tf.cast(model(features, training=training), tf.float32))
-      scaled_loss = optimizer.get_scaled_loss(loss) if scaled else loss
-    grads = tape.gradient(scaled_loss, model.trainable_variables)
-    return loss, (optimizer.get_unscaled_gradients(grads) if scaled else grads)
+    loss, _, grads, _ = steps.default_step(ctx if training else no_dropout, features, labels)
+    return loss, grads
 
   jit = FLAGS.jit_compile
   forward = tf.function(lambda: model(features, training=True), jit_compile=jit)

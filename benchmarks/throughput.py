@@ -181,8 +181,8 @@ def main(_):
   workdir = tempfile.mkdtemp(prefix="bertclf_bench_")
   train, val, class_names, paths = write_subset(workdir)
   steps = FLAGS.window_steps * (FLAGS.windows + 1)
-  pipe_rate, tokenize_rate, tok, mean_padded = input_pipeline_rate(handles, data.Split(train.texts[:FLAGS.train_examples],
-                                                                          train.labels[:FLAGS.train_examples]))
+  pipe_rate, tokenize_rate, tok, mean_padded = input_pipeline_rate(
+      handles, data.Split(train.texts[:FLAGS.train_examples], train.labels[:FLAGS.train_examples]))
   mean_tokens = float(tok.lengths.mean())
   flops_per_example = flops.training_flops_per_token(config, mean_tokens) * mean_tokens
   peaks = {"fp32": flops.measured_peak(tf.float32), _low_precision(): flops.measured_peak(

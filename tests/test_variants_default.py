@@ -14,9 +14,9 @@ from GlorotUniform (bertclf/heads.py), and the step densifies embedding gradient
 The conftest `tiny_hub` draws its weights from unseeded Keras initializers, which differ from process to process
 even after `tf.random.set_seed`; so both sides here build the encoder from a NumPy RandomState instead.
 """
+import hashlib
 import json
 import os
-import hashlib
 import re
 import subprocess
 import sys
