@@ -49,8 +49,8 @@ class CheckpointScorer:
     with self.strategy.scope():
       encoder = encoders.load_encoder_layer(self.handles, trainable=False, impl=cfg["encoder_impl"])
       self.model = model_lib.build_classifier(encoder, self.loss_def.num_logits(len(class_names)), cfg["head"])
-    self.predict_fn = evaluation.make_predict_fn(self.strategy, self.model, self.loss_def,
-                                                 bertclf_flags.bucket_boundaries(cfg))
+    self.predict_fn = evaluation.make_predict_fn(
+        self.strategy, self.model, self.loss_def, lambda lengths: bertclf_flags.bucket_boundaries(lengths, cfg))
 
   def restore(self, path):
     """Loads the model weights of checkpoint `path`; returns its training step."""

@@ -49,9 +49,6 @@ def main(argv):
   distribute.set_precision(FLAGS.dtype)
   tf.random.set_seed(FLAGS.seed)
   handles = encoders.resolve(FLAGS.encoder, FLAGS.preprocess)
-  if any(b >= FLAGS.seq_length for b in bertclf_flags.bucket_boundaries()):
-    raise ValueError(f"--bucket_boundaries={','.join(FLAGS.bucket_boundaries)} must all be below "
-                     f"--seq_length={FLAGS.seq_length} (the last bucket is --seq_length itself).")
   if handles.max_seq_length and FLAGS.seq_length > handles.max_seq_length:
     raise ValueError(f"--seq_length={FLAGS.seq_length} exceeds the encoder's maximum of "
                      f"{handles.max_seq_length} positions.")
@@ -68,6 +65,8 @@ def main(argv):
   preprocess = encoders.load_preprocess(handles)
   train_data = pipeline.tokenize(text_data.train, preprocess, FLAGS.seq_length, FLAGS.tokenize_batch_size)
   val_data = pipeline.tokenize(text_data.validation, preprocess, FLAGS.seq_length, FLAGS.tokenize_batch_size)
+  # Padded lengths of the training batches (--bucket_boundaries; 'auto' picks them from these lengths).
+  bucket_boundaries = bertclf_flags.bucket_boundaries(train_data.lengths)  # [] without bucketing
   steps_per_epoch = pipeline.steps_per_epoch(len(train_data), G)
   total_steps = FLAGS.train_steps or FLAGS.epochs * steps_per_epoch
   warmup_steps = int(FLAGS.warmup_fraction * total_steps)
@@ -78,7 +77,8 @@ def main(argv):
             "data_source": text_data.source, "num_replicas": num_replicas, "strategy_class":
             type(strategy).__name__, "policy": distribute.POLICIES[FLAGS.dtype], "steps_per_epoch":
             steps_per_epoch, "total_steps": total_steps, "warmup_steps": warmup_steps,
-            "num_train_examples": len(train_data), "num_validation_examples": len(val_data)}
+            "num_train_examples": len(train_data), "num_validation_examples": len(val_data),
+            "train_bucket_lengths": bucket_boundaries + [FLAGS.seq_length] if bucket_boundaries else []}
   saved = run_config.read(model_dir)
   if saved and tf.train.latest_checkpoint(model_dir):
     run_config.check_compatible(saved, config, f"--model_dir={model_dir}")
@@ -138,7 +138,7 @@ def main(argv):
       arrays = [a.write(i, tf.cast(v, tf.float32)) for a, v in zip(arrays, values)]
     return {k: a.stack() for k, a in zip(outputs, arrays)}
 
-  predict = evaluation.make_predict_fn(strategy, model, loss_def, bertclf_flags.bucket_boundaries())
+  predict = evaluation.make_predict_fn(strategy, model, loss_def, bertclf_flags.bucket_boundaries)
   val_writer = summaries.writer(_writable_dir(strategy, model_dir), "validation")
 
   def validate():
@@ -163,7 +163,7 @@ def main(argv):
                  total_steps)
   start_step = int(step.numpy())
   train_iter = iter(strategy.distribute_datasets_from_function(
-      pipeline.train_dataset_fn(train_data, G, FLAGS.seed, start_step, bertclf_flags.bucket_boundaries(),
+      pipeline.train_dataset_fn(train_data, G, FLAGS.seed, start_step, bucket_boundaries,
                                 FLAGS.bucket_pool_batches)))
   train_writer = summaries.writer(_writable_dir(strategy, model_dir), "train")
   if start_step == 0:

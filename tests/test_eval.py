@@ -119,12 +119,13 @@ def test_watch_follows_a_running_training_job(tmp_path, tiny_hub, toy_imdb):
 def test_bucketed_eval_gives_the_same_numbers_in_data_order(trained):
   ckpt = tf.train.latest_checkpoint(trained)
   results = []
-  for buckets in ("", "12,16"):
+  for buckets in ("", "12,16", "auto"):
     run_eval(model_dir=trained, split="validation", checkpoint=ckpt, plots=False, bucket_boundaries=buckets)
     with open(os.path.join(trained, "eval_validation.json")) as f:
       results.append(json.load(f))
-  plain, bucketed = results
-  assert bucketed["num_examples"] == plain["num_examples"] == 80
-  assert bucketed["accuracy"] == pytest.approx(plain["accuracy"], abs=1e-9)
-  assert bucketed["loss"] == pytest.approx(plain["loss"], abs=1e-5)
-  assert bucketed["confusion_matrix"] == plain["confusion_matrix"]
+  plain = results[0]
+  for bucketed in results[1:]:
+    assert bucketed["num_examples"] == plain["num_examples"] == 80
+    assert bucketed["accuracy"] == pytest.approx(plain["accuracy"], abs=1e-9)
+    assert bucketed["loss"] == pytest.approx(plain["loss"], abs=1e-5)
+    assert bucketed["confusion_matrix"] == plain["confusion_matrix"]

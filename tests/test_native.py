@@ -1,5 +1,6 @@
 """--encoder_impl=native: the same function as the Hub layer in fp32, real low-precision math under mixed
 precision, one XLA compile per input shape, a loud fallback for non-BERT SavedModels."""
+import json
 import logging
 import os
 
@@ -119,6 +120,9 @@ def test_native_training_checkpoints_and_exports(tmp_path, tiny_hub, toy_imdb):
 
 def test_bucketed_native_xla_training_learns_on_two_replicas(tmp_path, tiny_hub, toy_imdb):
   run = run_train(tmp_path / "fast", tiny_hub, toy_imdb, encoder_impl="native", jit_compile=True,
-                  bucket_boundaries="12,16", num_cpu_devices=2, epochs=5)
+                  bucket_boundaries="auto", num_buckets=3, num_cpu_devices=2, epochs=5)
   val = summaries.read_scalars(os.path.join(run, "validation"))
   assert val["accuracy"][-1][1] > 0.9
+  with open(os.path.join(run, "config.json")) as f:
+    buckets = json.load(f)["train_bucket_lengths"]  # chosen from the toy reviews' lengths (8-20 tokens)
+  assert len(buckets) == 3 and buckets[-1] == 24 and buckets == sorted(set(buckets))

@@ -1,6 +1,8 @@
 """The tokenized input pipeline: host tokenization, the step → batch mapping, replicas, eval coverage."""
+import itertools
 import os
 
+from absl import flags
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -8,6 +10,7 @@ import tensorflow_hub as hub
 
 from bertclf import data
 from bertclf import distribute
+from bertclf import flags as bertclf_flags
 from bertclf import pipeline
 
 
@@ -178,3 +181,50 @@ def test_bucketed_eval_scores_every_example(tokenized):
   assert np.all(np.diff(tok.lengths[order]) >= 0)  # by length: similar lengths share a batch
   np.testing.assert_array_equal(ids, tok.features["input_word_ids"][order])
   assert [p for p, _, _ in steps] == sorted(p for p, _, _ in steps)
+
+
+def _padding(lengths, boundaries, seq_length):
+  """Σ over examples of (smallest boundary that holds it − its length), seq_length the last boundary."""
+  bounds = np.array(sorted(boundaries) + [seq_length])
+  return int(np.sum(bounds[np.searchsorted(bounds, lengths)] - lengths))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_fewest_padding_boundaries_match_a_brute_force_search(seed):
+  rng = np.random.default_rng(seed)
+  seq_length = 16
+  lengths = rng.integers(2, seq_length + 1, rng.integers(5, 60))
+  candidates = sorted(set(lengths.tolist()) - {seq_length})
+  for num_buckets in (2, 3, 4, 6):
+    got = pipeline.fewest_padding_boundaries(lengths, num_buckets, seq_length)
+    assert got == sorted(set(got)) and all(2 <= b < seq_length for b in got) and len(got) <= num_buckets - 1
+    best = min(_padding(lengths, list(c), seq_length) for k in range(num_buckets)
+               for c in itertools.combinations(candidates, k))
+    assert _padding(lengths, got, seq_length) == best, (num_buckets, got)
+
+
+def test_fewest_padding_boundaries_edge_cases():
+  assert pipeline.fewest_padding_boundaries([5, 5, 9], 8, 16) == [5, 9]  # fewer lengths than buckets: each its own
+  assert pipeline.fewest_padding_boundaries([16, 16], 4, 16) == []  # all full length: nothing to bucket
+  assert pipeline.fewest_padding_boundaries([3, 40], 4, 16) == [3]  # longer than the window counts as the window
+  # On the toy reviews: more buckets never pad more, and 2 buckets already pad less than none.
+  lengths = np.array([8, 9, 10, 12, 12, 13, 20, 21, 24, 24])
+  pads = [_padding(lengths, pipeline.fewest_padding_boundaries(lengths, k, 24), 24) for k in (2, 3, 4, 5)]
+  assert pads == sorted(pads, reverse=True) and pads[0] < _padding(lengths, [], 24)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--num_buckets=8"], "--num_buckets is read by --bucket_boundaries=auto only"),
+    (["--bucket_boundaries=16,128"], "--bucket_boundaries must all be below --seq_length"),
+    (["--bucket_boundaries=auto,16"], "--bucket_boundaries must be 'auto' or increasing integers"),
+    (["--bucket_boundaries=auto", "--num_buckets=1"], "num_buckets"),
+])
+def test_bucket_flags_refuse_bad_settings(args, message):
+  FLAGS = flags.FLAGS  # pylint: disable=invalid-name
+  FLAGS.unparse_flags()
+  with pytest.raises(flags.IllegalFlagValueError, match=message):
+    FLAGS(["train.py", *args])
+  FLAGS.unparse_flags()
+  FLAGS(["train.py", "--bucket_boundaries=auto", "--num_buckets=4", "--seq_length=64"])  # and take good ones
+  assert bertclf_flags.bucket_boundaries(np.array([10, 10, 30, 50, 64])) == [10, 30, 50]
+  FLAGS.unparse_flags()
