@@ -381,3 +381,15 @@ def test_variant_flagfiles_parse(cfg, monkeypatch):
     assert set(options) == set(bertclf_flags.VARIANT_FLAGS)
   finally:
     FLAGS.unparse_flags()
+
+
+@pytest.mark.parametrize("cfg", ["demo", "tiny", "imdb_small_bert", "imdb_multi_gpu", "imdb_multi_worker"])
+def test_presets_parse_and_pass_the_validators(cfg, monkeypatch):
+  monkeypatch.chdir(ROOT)
+  _parse(f"--flagfile=flags/{cfg}.cfg")
+  try:
+    assert FLAGS["model_dir"].present  # every preset names its run folder
+    if cfg == "demo":  # the speed options of docs/BENCHMARKS.md's row (5)
+      assert (FLAGS.encoder_impl, FLAGS.dtype, FLAGS.bucket_boundaries) == ("native", "bf16", ["auto"])
+  finally:
+    FLAGS.unparse_flags()
