@@ -22,6 +22,7 @@ import tensorflow as tf  # noqa: E402
 from bertclf import data  # noqa: E402
 from bertclf import demo_data  # noqa: E402
 from bertclf import encoders  # noqa: E402
+from bertclf import flags as bertclf_flags  # noqa: E402
 from bertclf import pipeline  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -56,11 +57,11 @@ def main(_):
   T = FLAGS.seq_length  # pylint: disable=invalid-name
   rows = [("none (every batch padded to --seq_length)", [T], None)]
   for scheme in FLAGS.scheme:
-    if scheme.startswith("auto:"):
-      bounds = pipeline.fewest_padding_boundaries(tok.lengths, int(scheme[5:]), T)
-      name = f"--bucket_boundaries=auto --num_buckets={scheme[5:]}"
-    else:
-      bounds, name = [int(b) for b in scheme.split(",")], f"--bucket_boundaries={scheme}"
+    auto = scheme.startswith("auto:")
+    values = {"bucket_boundaries": ["auto"] if auto else scheme.split(","),
+              "num_buckets": int(scheme[5:]) if auto else 0, "seq_length": T}
+    bounds = bertclf_flags.bucket_boundaries(tok.lengths, values)  # as train.py resolves the flags
+    name = f"--bucket_boundaries=auto --num_buckets={scheme[5:]}" if auto else f"--bucket_boundaries={scheme}"
     rows.append((name, bounds + [T], mean_padded_length(tok, bounds)))
   every = list(range(2, T))  # floor: each batch padded to its own longest example
   rows.append(("floor: a boundary at every length", every + [T], mean_padded_length(tok, every)))

@@ -36,6 +36,7 @@ import tf_keras
 from bertclf import data
 from bertclf import demo_data
 from bertclf import encoders
+from bertclf import flags as bertclf_flags
 from bertclf import flops
 from bertclf import pipeline
 from bertclf import summaries
@@ -163,8 +164,8 @@ def input_pipeline_rate(handles, train, steps=200):
   start = time.perf_counter()
   tok = pipeline.tokenize(train, pre, FLAGS.seq_length)
   tokenize_rate = len(train) / (time.perf_counter() - start)
-  boundaries = (pipeline.fewest_padding_boundaries(tok.lengths, FLAGS.num_buckets, FLAGS.seq_length)
-                if FLAGS.bucket_boundaries == ["auto"] else [int(b) for b in FLAGS.bucket_boundaries])
+  boundaries = bertclf_flags.bucket_boundaries(tok.lengths, {  # what train.py resolves for rows (3)-(5)
+      "bucket_boundaries": FLAGS.bucket_boundaries, "num_buckets": FLAGS.num_buckets, "seq_length": FLAGS.seq_length})
   ds = tf.distribute.get_strategy().distribute_datasets_from_function(
       pipeline.train_dataset_fn(tok, FLAGS.batch_size, 0, 0, boundaries))
   it = iter(ds)
