@@ -47,7 +47,8 @@ class CheckpointScorer:
     self.loss_def = losses.LOSSES[cfg["loss"]]
     self.preprocess = encoders.load_preprocess(self.handles)
     with self.strategy.scope():
-      encoder = encoders.load_encoder_layer(self.handles, trainable=False, impl=cfg["encoder_impl"])
+      encoder = encoders.load_encoder_layer(self.handles, trainable=False, impl=cfg["encoder_impl"],
+                                            cls_only=cfg.get("cls_only_last_layer", True))
       self.model = model_lib.build_classifier(encoder, self.loss_def.num_logits(len(class_names)), cfg["head"])
     self.predict_fn = evaluation.make_predict_fn(
         self.strategy, self.model, self.loss_def, lambda lengths: bertclf_flags.bucket_boundaries(lengths, cfg))

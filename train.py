@@ -90,7 +90,8 @@ def main(argv):
   # ============================================================== Model, optimizer, checkpoint
   variant_options = bertclf_flags.step_options()  # settings of the research variants (docs/VARIANTS.md)
   with strategy.scope():
-    encoder = encoders.load_encoder_layer(handles, trainable=True, impl=FLAGS.encoder_impl)
+    encoder = encoders.load_encoder_layer(handles, trainable=True, impl=FLAGS.encoder_impl,
+                                          cls_only=FLAGS.cls_only_last_layer)
     model = model_lib.build_classifier(encoder, loss_def.num_logits(num_classes), FLAGS.head, FLAGS.dropout,
                                        FLAGS.encoder_dropout, FLAGS.seed)
     optimizer = optim.create_optimizer(FLAGS.optimizer, FLAGS.learning_rate, total_steps, warmup_steps,

@@ -36,6 +36,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLAGS = flags.FLAGS
 flags.DEFINE_string("encoder", "runs/minilm_hub", "Encoder (make demo converts MiniLM here).")
 flags.DEFINE_enum("encoder_impl", "native", ["hub", "native"], "As train.py's --encoder_impl.")
+flags.DEFINE_bool("cls_only_last_layer", True, "As train.py's --cls_only_last_layer (native only).")
 flags.DEFINE_enum("dtype", "bf16", list(distribute.POLICIES), "As train.py's --dtype.")
 flags.DEFINE_integer("batch_size", 32, "Batch.")
 flags.DEFINE_integer("seq_length", 32, "Sequence length of the batch (every position real).")
@@ -79,7 +80,8 @@ def op_table(step, steps):
 def main(_):
   distribute.set_precision(FLAGS.dtype)
   handles = encoders.resolve(FLAGS.encoder)
-  model = model_lib.build_classifier(encoders.load_encoder_layer(handles, impl=FLAGS.encoder_impl), 2)
+  model = model_lib.build_classifier(encoders.load_encoder_layer(
+      handles, impl=FLAGS.encoder_impl, cls_only=FLAGS.cls_only_last_layer), 2)
   optimizer = optim.create_optimizer("adamw", 1e-5, 1000, 100, FLAGS.dtype)
   B, T = FLAGS.batch_size, FLAGS.seq_length  # pylint: disable=invalid-name
   rng = np.random.default_rng(0)
@@ -119,7 +121,9 @@ def main(_):
            "forward + backward, dropout off": median_ms(forward_backward_no_dropout),
            "optimizer update (AdamW)": median_ms(update), "whole step (+ clip)": median_ms(step)}
   title = (f"{handles.encoder}, --encoder_impl={FLAGS.encoder_impl} --dtype={FLAGS.dtype}"
-           f"{' --jit_compile' if jit else ''}, batch {B} x {T} "
+           f"{' --jit_compile' if jit else ''}"
+           f"{' --cls_only_last_layer' if FLAGS.cls_only_last_layer and FLAGS.encoder_impl == 'native' else ''}"
+           f", batch {B} x {T} "
            f"tokens, {os.cpu_count()} CPUs, TF {tf.__version__}")
   lines = [f"Step profile: {title}", "", f"Command: `python benchmarks/step_profile.py {' '.join(sys.argv[1:])}`",
            "", "| part | ms (median) |", "|---|---|"] + [f"| {k} | {v:.0f} |" for k, v in parts.items()]
@@ -133,7 +137,8 @@ def main(_):
   text = "\n".join(lines) + "\n"
   print(text)
   if FLAGS.out:
-    out = os.path.join(ROOT, f"{FLAGS.out}_{FLAGS.dtype}_{FLAGS.encoder_impl}{'_xla' if jit else ''}_T{T}.md")
+    out = os.path.join(ROOT, f"{FLAGS.out}_{FLAGS.dtype}_{FLAGS.encoder_impl}{'_xla' if jit else ''}"
+                       f"{'' if FLAGS.cls_only_last_layer or FLAGS.encoder_impl == 'hub' else '_allrows'}_T{T}.md")
     os.makedirs(os.path.dirname(out), exist_ok=True)
     with open(out, "w") as f:
       f.write(text)

@@ -7,11 +7,14 @@ Rows (same encoder, data, global batch and machine):
   (0) the tutorial: a tf_keras Model with the Hub preprocessing and encoder layers inside, compile + fit, fixed
       sequence length, fp32;
   (1) bertclf defaults (train.py: Hub encoder, fp32, host tokenization, steps_per_loop);
-  (2) + native encoder in bf16 (fp16 on GPU);  (3) + length bucketing;  (4) + XLA;  (5) the best combination.
+  (2) + native encoder in bf16 (fp16 on GPU);  (3) + length bucketing;  (4) + XLA;  (5) the best combination;
+  (3a) row (3) with --cls_only_last_layer=false (the native rows' last layer computes only the [CLS] row by
+      default): what that bought.
 Each bertclf row is a real `train.py` run; its per-window examples/sec come from its own TensorBoard scalars.
 Warm-up (the first window: tracing, compiling) is excluded; the median of the other windows is reported with
 their spread (min-max). MFU = analytic training FLOPs of the real (non-padding) tokens per example x
-examples/s / a dense-matmul peak measured in this run on this device and dtype: padding is work, not progress.
+examples/s / a dense-matmul peak measured in this run on this device and dtype: padding is work, not progress,
+and the last-layer rows that --cls_only_last_layer skips are not counted (flops.training_flops_per_example).
 """
 import os
 import sys
@@ -53,7 +56,7 @@ flags.DEFINE_integer("num_buckets", 16, "As train.py's --num_buckets (with --buc
 flags.DEFINE_integer("train_examples", 4096, "Training examples the throughput rows draw from.")
 flags.DEFINE_integer("window_steps", 10, "Steps per timing window.")
 flags.DEFINE_integer("windows", 5, "Timed windows per row (after one warm-up window).")
-flags.DEFINE_list("rows", ["0", "1", "2", "3", "4", "5"], "Rows to run.")
+flags.DEFINE_list("rows", ["0", "1", "2", "3", "3a", "4", "5"], "Rows to run.")
 flags.DEFINE_integer("tta_examples", 0, "Time-to-accuracy: train (0) and (5) on this many examples (0: skip).")
 flags.DEFINE_integer("tta_validation_examples", 1000, "Validation examples scored for time-to-accuracy.")
 flags.DEFINE_list("tta_seeds", ["0"], "Time-to-accuracy: one (0) and one (5) run per seed (init, dropout, order).")
@@ -73,6 +76,7 @@ def row_flags():
     buckets.append(f"--num_buckets={FLAGS.num_buckets}")
   return {"1": [], "2": ["--encoder_impl=native", f"--dtype={low}"],
           "3": ["--encoder_impl=native", f"--dtype={low}"] + buckets,
+          "3a": ["--encoder_impl=native", f"--dtype={low}"] + buckets + ["--cls_only_last_layer=false"],
           "4": ["--encoder_impl=native", f"--dtype={low}"] + buckets + ["--jit_compile"]}
 
 
@@ -189,7 +193,9 @@ def main(_):
   pipe_rate, tokenize_rate, tok, mean_padded, boundaries = input_pipeline_rate(
       handles, data.Split(train.texts[:FLAGS.train_examples], train.labels[:FLAGS.train_examples]))
   mean_tokens = float(tok.lengths.mean())
-  flops_per_example = flops.training_flops_per_token(config, mean_tokens) * mean_tokens
+  # The native rows skip the last layer's non-[CLS] rows unless told not to; the Hub encoder computes them all.
+  flops_per_example = {cls_only: flops.training_flops_per_example(config, mean_tokens, cls_only)
+                       for cls_only in (False, True)}
   peaks = {"fp32": flops.measured_peak(tf.float32), _low_precision(): flops.measured_peak(
       tf.bfloat16 if _low_precision() == "bf16" else tf.float16)}
   results = {}
@@ -197,9 +203,12 @@ def main(_):
   def record(row, name, rates, dtype, extra=None):
     timed = np.asarray(rates[1:])  # the first window holds tracing/compilation
     med = float(np.median(timed))
+    extra = extra or []
+    cls_only = "--encoder_impl=native" in extra and "--cls_only_last_layer=false" not in extra
     results[row] = {"name": name, "examples_per_sec": med, "spread": [float(timed.min()), float(timed.max())],
                     "tokens_per_sec": med * mean_tokens, "dtype": dtype,
-                    "mfu": med * flops_per_example / peaks[dtype], "flags": extra}
+                    "mfu": med * flops_per_example[cls_only] / peaks[dtype], "flags": extra,
+                    "training_flops_per_example": flops_per_example[cls_only]}
     logging.info("row %s %s: %.1f ex/s", row, name, med)
 
   n = FLAGS.train_examples
@@ -207,8 +216,10 @@ def main(_):
     rates, _, _ = tutorial_fit(handles, train.texts[:n], train.labels[:n], len(class_names), steps)
     record("0", "tutorial: Keras fit, Hub preprocessing + encoder in the model, fp32", rates, "fp32")
   names = {"1": "bertclf defaults (hub, fp32)", "2": "+ native encoder, low precision",
-           "3": "+ length bucketing", "4": "+ XLA"}
-  row_dtype = {"1": "fp32", "2": _low_precision(), "3": _low_precision(), "4": _low_precision()}
+           "3": "+ length bucketing", "3a": "(3) with every row of the last layer (--cls_only_last_layer=false)",
+           "4": "+ XLA"}
+  row_dtype = {"1": "fp32", "2": _low_precision(), "3": _low_precision(), "3a": _low_precision(),
+               "4": _low_precision()}
   for row, extra in row_flags().items():
     if row in FLAGS.rows:
       rates, _, _ = run_train(extra, paths, steps, os.path.join(workdir, f"row{row}"))
@@ -246,7 +257,7 @@ def main(_):
   report = {"machine": machine, "encoder": FLAGS.encoder, "config": config, "seq_length": FLAGS.seq_length,
             "batch_size": FLAGS.batch_size, "train_examples": n, "mean_real_tokens": mean_tokens,
             "mean_padded_length_bucketed": mean_padded, "bucket_boundaries": boundaries,
-            "training_flops_per_example": flops_per_example, "peak_flops": peaks,
+            "training_flops_per_example": flops_per_example[False], "peak_flops": peaks,
             "input_pipeline_examples_per_sec": pipe_rate, "tokenize_examples_per_sec": tokenize_rate,
             "rows": results, "time_to_accuracy": tta, "command": " ".join(sys.argv)}
   out = os.path.join(ROOT, FLAGS.out)

@@ -108,15 +108,16 @@ def _load(handle, load_fn):
     raise
 
 
-def load_encoder_layer(handles, trainable=True, impl="hub"):
+def load_encoder_layer(handles, trainable=True, impl="hub", cls_only=False):
   """The encoder: dict of [B, T] int32 → {pooled_output [B, H], sequence_output [B, T, H], ...}.
 
   impl="hub": a `hub.KerasLayer` (the SavedModel's own float32 graph). impl="native": official's BertEncoder
   rebuilt under the active precision policy with the SavedModel's weights (bertclf/native.py); falls back to
-  "hub", with a warning, when the SavedModel is not a BertEncoder.
+  "hub", with a warning, when the SavedModel is not a BertEncoder. cls_only (native only): the last layer
+  computes the [CLS] row alone, so pooled_output is the same and sequence_output is [B, 1, H].
   """
   if impl == "native":
-    encoder = native.load_encoder(lambda h: _load(h, hub.load), handles, trainable)
+    encoder = native.load_encoder(lambda h: _load(h, hub.load), handles, trainable, cls_only)
     if encoder is not None:
       return encoder
   return _load(handles.encoder, lambda h: hub.KerasLayer(h, trainable=trainable, name="encoder"))

@@ -72,6 +72,11 @@ def define_model_flags():
                     "hub: the SavedModel as a hub.KerasLayer (float32 inside). native: official's BertEncoder "
                     "built under the --dtype policy with the SavedModel's weights (real bf16/fp16 math, XLA "
                     "compiles once per shape); non-BERT SavedModels fall back to hub with a warning.")
+  flags.DEFINE_bool("cls_only_last_layer", True,
+                    "--encoder_impl=native: the last layer computes only the [CLS] row (official's "
+                    "output_range=1), the one row pooled_output reads; its keys and values still see every "
+                    "token, so logits are unchanged. False for a head that reads sequence_output. The hub "
+                    "SavedModel computes every row either way.")
   flags.DEFINE_enum("head", "dense", list(heads.HEADS), "Classifier head on pooled_output (bertclf/heads.py).")
   flags.DEFINE_enum("loss", "softmax_ce", list(losses.LOSSES),
                     "Loss (bertclf/losses.py); sigmoid_ce is the tutorial's one-logit binary loss.")

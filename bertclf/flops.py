@@ -21,6 +21,20 @@ def training_flops_per_token(config, tokens):
   return 3 * n * (2 * dense_weights + attention)  # backward = 2x forward
 
 
+def training_flops_per_example(config, tokens, cls_only=False):
+  """Forward + backward FLOPs of one `tokens`-long example; cls_only: the last layer computes row 0 only.
+
+  With cls_only (--cls_only_last_layer) the last layer's keys and values still cover every token, but its query,
+  attention output, FFN and attention rows run for one token: that work is not done, so it is not counted.
+  """
+  full = training_flops_per_token(config, tokens) * tokens
+  if not cls_only:
+    return full
+  h, i = config["hidden_size"], config["intermediate_size"]
+  skipped_per_row = 2 * (2 * h * h + 2 * h * i) + 2 * 2 * tokens * h  # Q, output, FFN; QK^T and AV (forward)
+  return full - 3 * (tokens - 1) * skipped_per_row
+
+
 def measured_peak(dtype, size=2048, repeats=10):
   """Dense matmul FLOP/s on the default device: [size, size] x [size, size] in `dtype`, median of repeats."""
   a = tf.cast(tf.random.normal([size, size], dtype=tf.float32), dtype)

@@ -42,10 +42,11 @@ def infer_config(variables):
       embedding_size=width if width != hidden else None)
 
 
-def build_native_encoder(saved_model, config=None):
+def build_native_encoder(saved_model, config=None, cls_only=False):
   """BertEncoder (dict outputs) under the current policy, with `saved_model`'s weights; or (None, reason).
 
   saved_model: the loaded encoder SavedModel (`hub.load(handle)`); config: its bert_config.json as a dict.
+  cls_only: the last layer computes the [CLS] row only (see below); sequence_output is then [B, 1, H].
   """
   variables = list(getattr(saved_model, "variables", []))  # Keras-saved encoders list them; others may not
   source = {_strip(v.name): v for v in variables}
@@ -53,6 +54,12 @@ def build_native_encoder(saved_model, config=None):
   if bert_config is None:
     return None, "its variables are not a BERT encoder's (no word_embeddings/transformer/layer_0/...)"
   encoder = export_tfhub_lib.get_bert_encoder(bert_config)
+  if cls_only:
+    # pooled_output = tanh(dense(last layer's row 0)), and row 0 of the last layer needs every token's keys and
+    # values but no other row's query, attention output, FFN or dropout: official's output_range=1 slices the
+    # query side of the last layer to [B, 1, H]. 5/6 of that layer's matmuls, forward and backward; same
+    # weights (same names), same pooled_output.
+    encoder = type(encoder).from_config({**encoder.get_config(), "output_range": 1})
   # Build the variables: [1, 2] dummy ids.
   dummy = tf.ones([1, 2], tf.int32)
   encoder(dict(input_word_ids=dummy, input_mask=dummy, input_type_ids=tf.zeros_like(dummy)))
@@ -68,16 +75,17 @@ def build_native_encoder(saved_model, config=None):
   return encoder, None
 
 
-def load_encoder(load_saved_model, handles, trainable=True):
+def load_encoder(load_saved_model, handles, trainable=True, cls_only=False):
   """The native encoder for `handles`, or None (after logging why mixed precision will not reach it)."""
   saved_model = load_saved_model(handles.encoder)
-  encoder, reason = build_native_encoder(saved_model, handles.config)
+  encoder, reason = build_native_encoder(saved_model, handles.config, cls_only)
   if encoder is None:
     logging.warning("--encoder_impl=native: %s %s; falling back to the TF Hub layer, so mixed precision will "
                     "not reach the encoder (its math stays float32) and XLA recompiles around it.",
                     handles.encoder, reason)
     return None
   encoder.trainable = trainable
-  logging.info("--encoder_impl=native: BertEncoder with %d layers, weights from %s, compute dtype %s.",
-               len(encoder.transformer_layers), handles.encoder, encoder.compute_dtype)
+  logging.info("--encoder_impl=native: BertEncoder with %d layers, weights from %s, compute dtype %s%s.",
+               len(encoder.transformer_layers), handles.encoder, encoder.compute_dtype,
+               ", last layer on the [CLS] row only" if cls_only else "")
   return encoder

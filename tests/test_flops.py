@@ -1,4 +1,6 @@
 """The analytic FLOP count behind the benchmarks' MFU, checked against the weights of a real BertEncoder."""
+import math
+
 import bertclf  # noqa: F401  (selects tf_keras before TensorFlow loads)
 import pytest
 import tensorflow as tf
@@ -23,3 +25,26 @@ def test_flops_are_6_per_dense_weight_plus_attention(tokens):
   L, H = config["num_hidden_layers"], config["hidden_size"]  # pylint: disable=invalid-name
   # PaLM's appendix B: 6N per token for the weights, 12 * L * H * T for attention's QK^T and AV.
   assert flops.training_flops_per_token(config, tokens) == 6 * dense + 12 * L * H * tokens
+
+
+@pytest.mark.parametrize("cls_only", [False, True])
+def test_flops_per_example_match_the_encoders_own_matmuls(cls_only):
+  # An independent count: every Einsum in the traced encoder's transformer layers costs 2 FLOPs per point of its
+  # index space (2 * product of all index sizes); training = 3x forward.
+  bert_config = hub_export.tiny_bert_config(100, num_layers=3, hidden_size=48, num_attention_heads=4,
+                                            intermediate_size=96)
+  encoder = export_tfhub_lib.get_bert_encoder(bert_config)
+  if cls_only:
+    encoder = type(encoder).from_config({**encoder.get_config(), "output_range": 1})  # as bertclf.native
+  tokens = 16
+  ids = tf.ones([1, tokens], tf.int32)
+  graph = tf.function(encoder).get_concrete_function(
+      dict(input_word_ids=ids, input_mask=ids, input_type_ids=tf.zeros_like(ids))).graph
+  forward = 0
+  for op in graph.get_operations():
+    if op.type == "Einsum" and "/transformer/" in op.name:
+      inputs = op.get_attr("equation").decode().split("->")[0].split(",")
+      sizes = {c: d for spec, t in zip(inputs, op.inputs) for c, d in zip(spec, t.shape)}
+      forward += 2 * math.prod(sizes.values())
+  assert forward > 0
+  assert flops.training_flops_per_example(bert_config.to_dict(), tokens, cls_only) == 3 * forward

@@ -50,6 +50,28 @@ def test_fp32_native_equals_the_hub_layer(tiny_hub):
     np.testing.assert_allclose(out[key].numpy(), ref[key].numpy(), atol=1e-5, err_msg=key)
 
 
+def test_cls_only_last_layer_keeps_pooled_output_and_gradients(tiny_hub):
+  # The last layer computes row 0 only: pooled_output and every weight's gradient through it are the full
+  # encoder's (within float32 round-off); sequence_output shrinks to that one row.
+  handles = encoders.resolve(tiny_hub)
+  inputs = _inputs(tiny_hub)
+  full = encoders.load_encoder_layer(handles, impl="native")
+  cls = encoders.load_encoder_layer(handles, impl="native", cls_only=True)
+  assert [w.name for w in cls.weights] == [w.name for w in full.weights]
+  ref = encoders.load_encoder_layer(handles)(inputs)["pooled_output"]
+  outs, grads = [], []
+  for enc in (full, cls):
+    with tf.GradientTape() as tape:
+      out = enc(inputs)
+      loss = tf.reduce_sum(tf.sin(out["pooled_output"]))
+    outs.append(out)
+    grads.append([tf.convert_to_tensor(g) for g in tape.gradient(loss, enc.trainable_variables)])
+  np.testing.assert_allclose(outs[1]["pooled_output"].numpy(), ref.numpy(), atol=1e-5)
+  assert outs[1]["sequence_output"].shape[1] == 1 and outs[0]["sequence_output"].shape[1] > 1
+  for w, g_full, g_cls in zip(full.trainable_variables, *grads):
+    np.testing.assert_allclose(g_cls.numpy(), g_full.numpy(), atol=1e-5, err_msg=w.name)
+
+
 def test_config_inferred_from_shapes_gives_the_same_encoder(tiny_hub):
   handles = encoders.resolve(tiny_hub)
   inferred = native.infer_config(hub.load(handles.encoder).variables)
