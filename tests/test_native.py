@@ -72,6 +72,20 @@ def test_cls_only_last_layer_keeps_pooled_output_and_gradients(tiny_hub):
     np.testing.assert_allclose(g_cls.numpy(), g_full.numpy(), atol=1e-5, err_msg=w.name)
 
 
+def test_cls_only_and_full_classifiers_share_checkpoints(tiny_hub, tmp_path):
+  # A checkpoint written with --cls_only_last_layer restores into a classifier without it (and gives its logits).
+  handles = encoders.resolve(tiny_hub)
+  inputs = _inputs(tiny_hub)
+  cls = model_lib.build_classifier(encoders.load_encoder_layer(handles, impl="native", cls_only=True), 2, seed=1)
+  full = model_lib.build_classifier(encoders.load_encoder_layer(handles, impl="native"), 2, seed=2)
+  for w in cls.trainable_variables:  # move every weight away from the SavedModel's and the head's init
+    w.assign_add(tf.random.stateless_normal(w.shape, [0, len(w.name)], stddev=0.01, dtype=w.dtype))
+  path = tf.train.Checkpoint(model=cls).write(str(tmp_path / "ckpt"))
+  assert not np.allclose(full(inputs).numpy(), cls(inputs).numpy(), atol=1e-4)
+  tf.train.Checkpoint(model=full).read(path).assert_consumed()
+  np.testing.assert_allclose(full(inputs).numpy(), cls(inputs).numpy(), atol=1e-5)
+
+
 def test_config_inferred_from_shapes_gives_the_same_encoder(tiny_hub):
   handles = encoders.resolve(tiny_hub)
   inferred = native.infer_config(hub.load(handles.encoder).variables)
