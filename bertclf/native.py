@@ -57,7 +57,7 @@ def build_native_encoder(saved_model, config=None, cls_only=False):
   if cls_only:
     # pooled_output = tanh(dense(last layer's row 0)), and row 0 of the last layer needs every token's keys and
     # values but no other row's query, attention output, FFN or dropout: official's output_range=1 slices the
-    # query side of the last layer to [B, 1, H]. 5/6 of that layer's matmuls, forward and backward; same
+    # query side of the last layer to [B, 1, H]. About 5/6 of that layer's matmuls, forward and backward; same
     # weights (same names), same pooled_output.
     encoder = type(encoder).from_config({**encoder.get_config(), "output_range": 1})
   # Build the variables: [1, 2] dummy ids.
