@@ -42,24 +42,33 @@ def infer_config(variables):
       embedding_size=width if width != hidden else None)
 
 
+def bert_encoder(bert_config, cls_only=False):
+  """export_tfhub_lib's BertEncoder for `bert_config` (dict outputs, fresh weights), under the current policy.
+
+  cls_only: pooled_output = tanh(dense(last layer's row 0)), and row 0 of the last layer needs every token's keys
+  and values but no other row's query, attention output, FFN or dropout: official's output_range=1 slices the
+  query side of the last layer to [B, 1, H]. About 5/6 of that layer's matmuls, forward and backward; same
+  weights (same names), same pooled_output. (get_bert_encoder takes no output_range, so its encoder is rebuilt
+  from its own config with it: ~1 s more at start-up, instead of a copy of official's constructor arguments.)
+  """
+  encoder = export_tfhub_lib.get_bert_encoder(bert_config)
+  if cls_only:
+    encoder = type(encoder).from_config({**encoder.get_config(), "output_range": 1})
+  return encoder
+
+
 def build_native_encoder(saved_model, config=None, cls_only=False):
   """BertEncoder (dict outputs) under the current policy, with `saved_model`'s weights; or (None, reason).
 
   saved_model: the loaded encoder SavedModel (`hub.load(handle)`); config: its bert_config.json as a dict.
-  cls_only: the last layer computes the [CLS] row only (see below); sequence_output is then [B, 1, H].
+  cls_only: the last layer computes the [CLS] row only (see bert_encoder); sequence_output is then [B, 1, H].
   """
   variables = list(getattr(saved_model, "variables", []))  # Keras-saved encoders list them; others may not
   source = {_strip(v.name): v for v in variables}
   bert_config = bert_configs.BertConfig.from_dict(config) if config else infer_config(variables)
   if bert_config is None:
     return None, "its variables are not a BERT encoder's (no word_embeddings/transformer/layer_0/...)"
-  encoder = export_tfhub_lib.get_bert_encoder(bert_config)
-  if cls_only:
-    # pooled_output = tanh(dense(last layer's row 0)), and row 0 of the last layer needs every token's keys and
-    # values but no other row's query, attention output, FFN or dropout: official's output_range=1 slices the
-    # query side of the last layer to [B, 1, H]. About 5/6 of that layer's matmuls, forward and backward; same
-    # weights (same names), same pooled_output.
-    encoder = type(encoder).from_config({**encoder.get_config(), "output_range": 1})
+  encoder = bert_encoder(bert_config, cls_only)
   # Build the variables: [1, 2] dummy ids.
   dummy = tf.ones([1, 2], tf.int32)
   encoder(dict(input_word_ids=dummy, input_mask=dummy, input_type_ids=tf.zeros_like(dummy)))

@@ -7,6 +7,7 @@ import tensorflow as tf
 
 from bertclf import flops
 from bertclf import hub_export
+from bertclf import native
 from official.nlp.tools import export_tfhub_lib
 
 
@@ -33,9 +34,7 @@ def test_flops_per_example_match_the_encoders_own_matmuls(cls_only):
   # index space (2 * product of all index sizes); training = 3x forward.
   bert_config = hub_export.tiny_bert_config(100, num_layers=3, hidden_size=48, num_attention_heads=4,
                                             intermediate_size=96)
-  encoder = export_tfhub_lib.get_bert_encoder(bert_config)
-  if cls_only:
-    encoder = type(encoder).from_config({**encoder.get_config(), "output_range": 1})  # as bertclf.native
+  encoder = native.bert_encoder(bert_config, cls_only)  # what --encoder_impl=native builds
   tokens = 16
   ids = tf.ones([1, tokens], tf.int32)
   graph = tf.function(encoder).get_concrete_function(
