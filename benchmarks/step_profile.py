@@ -26,6 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 from bertclf import distribute
+from bertclf import dropout
 from bertclf import encoders
 from bertclf import losses
 from bertclf import model as model_lib
@@ -37,6 +38,7 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("encoder", "runs/minilm_hub", "Encoder (make demo converts MiniLM here).")
 flags.DEFINE_enum("encoder_impl", "native", ["hub", "native"], "As train.py's --encoder_impl.")
 flags.DEFINE_bool("cls_only_last_layer", True, "As train.py's --cls_only_last_layer (native only).")
+flags.DEFINE_enum("dropout_masks", "16bit", list(dropout.MASKS), "As train.py's --dropout_masks.")
 flags.DEFINE_enum("dtype", "bf16", list(distribute.POLICIES), "As train.py's --dtype.")
 flags.DEFINE_integer("batch_size", 32, "Batch.")
 flags.DEFINE_integer("seq_length", 32, "Sequence length of the batch (every position real).")
@@ -82,6 +84,7 @@ def main(_):
   handles = encoders.resolve(FLAGS.encoder)
   model = model_lib.build_classifier(encoders.load_encoder_layer(
       handles, impl=FLAGS.encoder_impl, cls_only=FLAGS.cls_only_last_layer), 2)
+  dropout.MASKS[FLAGS.dropout_masks](model)
   optimizer = optim.create_optimizer("adamw", 1e-5, 1000, 100, FLAGS.dtype)
   B, T = FLAGS.batch_size, FLAGS.seq_length  # pylint: disable=invalid-name
   rng = np.random.default_rng(0)
@@ -123,7 +126,7 @@ def main(_):
   title = (f"{handles.encoder}, --encoder_impl={FLAGS.encoder_impl} --dtype={FLAGS.dtype}"
            f"{' --jit_compile' if jit else ''}"
            f"{' --cls_only_last_layer' if FLAGS.cls_only_last_layer and FLAGS.encoder_impl == 'native' else ''}"
-           f", batch {B} x {T} "
+           f" --dropout_masks={FLAGS.dropout_masks}, batch {B} x {T} "
            f"tokens, {os.cpu_count()} CPUs, TF {tf.__version__}")
   lines = [f"Step profile: {title}", "", f"Command: `python benchmarks/step_profile.py {' '.join(sys.argv[1:])}`",
            "", "| part | ms (median) |", "|---|---|"] + [f"| {k} | {v:.0f} |" for k, v in parts.items()]

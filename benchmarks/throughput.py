@@ -9,7 +9,8 @@ Rows (same encoder, data, global batch and machine):
   (1) bertclf defaults (train.py: Hub encoder, fp32, host tokenization, steps_per_loop);
   (2) + native encoder in bf16 (fp16 on GPU);  (3) + length bucketing;  (4) + XLA;  (5) the best combination;
   (3a) row (3) with --cls_only_last_layer=false (the native rows' last layer computes only the [CLS] row by
-      default): what that bought.
+      default): what that bought;  (3b) row (3) with --dropout_masks=keras (Keras's 32-bit uniform per dropout
+      element instead of 16 random bits): what that bought.
 Each bertclf row is a real `train.py` run; its per-window examples/sec come from its own TensorBoard scalars.
 Warm-up (the first window: tracing, compiling) is excluded; the median of the other windows is reported with
 their spread (min-max). MFU = analytic training FLOPs of the real (non-padding) tokens per example x
@@ -56,7 +57,7 @@ flags.DEFINE_integer("num_buckets", 16, "As train.py's --num_buckets (with --buc
 flags.DEFINE_integer("train_examples", 4096, "Training examples the throughput rows draw from.")
 flags.DEFINE_integer("window_steps", 10, "Steps per timing window.")
 flags.DEFINE_integer("windows", 5, "Timed windows per row (after one warm-up window).")
-flags.DEFINE_list("rows", ["0", "1", "2", "3", "3a", "4", "5"], "Rows to run.")
+flags.DEFINE_list("rows", ["0", "1", "2", "3", "3a", "3b", "4", "5"], "Rows to run.")
 flags.DEFINE_integer("tta_examples", 0, "Time-to-accuracy: train (0) and (5) on this many examples (0: skip).")
 flags.DEFINE_integer("tta_validation_examples", 1000, "Validation examples scored for time-to-accuracy.")
 flags.DEFINE_list("tta_seeds", ["0"], "Time-to-accuracy: one (0) and one (5) run per seed (init, dropout, order).")
@@ -77,6 +78,7 @@ def row_flags():
   return {"1": [], "2": ["--encoder_impl=native", f"--dtype={low}"],
           "3": ["--encoder_impl=native", f"--dtype={low}"] + buckets,
           "3a": ["--encoder_impl=native", f"--dtype={low}"] + buckets + ["--cls_only_last_layer=false"],
+          "3b": ["--encoder_impl=native", f"--dtype={low}"] + buckets + ["--dropout_masks=keras"],
           "4": ["--encoder_impl=native", f"--dtype={low}"] + buckets + ["--jit_compile"]}
 
 
@@ -217,9 +219,10 @@ def main(_):
     record("0", "tutorial: Keras fit, Hub preprocessing + encoder in the model, fp32", rates, "fp32")
   names = {"1": "bertclf defaults (hub, fp32)", "2": "+ native encoder, low precision",
            "3": "+ length bucketing", "3a": "(3) with every row of the last layer (--cls_only_last_layer=false)",
+           "3b": "(3) with Keras's dropout masks (--dropout_masks=keras)",
            "4": "+ XLA"}
   row_dtype = {"1": "fp32", "2": _low_precision(), "3": _low_precision(), "3a": _low_precision(),
-               "4": _low_precision()}
+               "3b": _low_precision(), "4": _low_precision()}
   for row, extra in row_flags().items():
     if row in FLAGS.rows:
       rates, _, _ = run_train(extra, paths, steps, os.path.join(workdir, f"row{row}"))

@@ -5,6 +5,7 @@ are never written to: values derived from several flags come from the small gett
 """
 from absl import flags
 
+from bertclf import dropout
 from bertclf import encoders
 from bertclf import freezing
 from bertclf import heads
@@ -83,6 +84,10 @@ def define_model_flags():
   flags.DEFINE_float("dropout", 0.1, "Dropout rate before the head.")
   flags.DEFINE_bool("encoder_dropout", True, "Apply the encoder's own dropout while training. False (with "
                     "--dropout=0) makes steps deterministic: for debugging and exact-resume checks.")
+  flags.DEFINE_enum("dropout_masks", "16bit", list(dropout.MASKS),
+                    "Random numbers of the Keras Dropout layers (native encoder and head; bertclf/dropout.py): "
+                    "16bit draws two elements' masks from each 32-bit random number (drop probability rate "
+                    "to within 1/65536, half the random numbers); keras is Keras's one uniform float each.")
   flags.register_validator("seq_length", lambda v: v >= 3, message="--seq_length must be >= 3.")
   flags.register_multi_flags_validator(
       ["bucket_boundaries", "seq_length"], lambda d: d["bucket_boundaries"] == ["auto"] or

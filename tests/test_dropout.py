@@ -1,0 +1,76 @@
+"""--dropout_masks=16bit: the same Bernoulli dropout from 16 random bits per element, in every Keras Dropout layer
+of the model, with nothing added to checkpoints."""
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_hub as hub
+import tf_keras
+
+from bertclf import distribute
+from bertclf import dropout
+from bertclf import encoders
+from bertclf import model as model_lib
+
+
+@pytest.mark.parametrize("dtype", [tf.float32, tf.bfloat16])
+def test_masks_drop_at_the_rate_and_keep_the_mean(dtype):
+  tf.random.set_seed(0)
+  masks = dropout.SixteenBitMasks()
+  drop = tf.function(lambda x: masks.dropout(x, 0.1))
+  x = tf.ones([2001, 1001], dtype)  # an odd number of elements: the last 32-bit draw is half used
+  y1, y2 = drop(x), drop(x)
+  assert y1.shape == x.shape and y1.dtype == dtype
+  kept = y1.numpy().astype(np.float32) != 0
+  # Drop probability round(0.1 * 65536) / 65536; 5 standard errors of 2M draws is 0.001, so Keras's bf16 masks
+  # (13/128 = 0.1016, from 7-bit uniforms) or one bit per element would fail this.
+  assert abs((1 - kept.mean()) - 6554 / 65536) < 5 * np.sqrt(0.09 / kept.size)
+  scale = float(tf.cast(65536 / (65536 - 6554), dtype))  # 1 / P(keep), in the compute dtype as Keras's
+  np.testing.assert_array_equal(np.unique(y1.numpy().astype(np.float32)), [0.0, scale])
+  assert (kept != (y2.numpy().astype(np.float32) != 0)).mean() > 0.1  # a fresh mask on every call
+
+
+def test_gradient_is_the_forward_mask():
+  masks = dropout.SixteenBitMasks()
+  x = tf.random.stateless_normal([64, 33], [1, 2])
+  with tf.GradientTape() as tape:
+    tape.watch(x)
+    y = masks.dropout(x, 0.25)
+  g = tape.gradient(y, x, output_gradients=tf.fill(x.shape, 3.0))
+  kept = y.numpy() != 0
+  scale = np.float32(65536 / (65536 - 16384))  # 1 / P(keep) = 4/3
+  assert 0.7 < kept.mean() < 0.8
+  np.testing.assert_array_equal(y.numpy(), np.where(kept, x.numpy() * scale, 0))
+  np.testing.assert_array_equal(g.numpy(), np.where(kept, 3.0 * scale, 0).astype(np.float32))
+
+
+def _random_op_types(model, inputs):
+  graph_def = tf.function(lambda f: model(f, training=True)).get_concrete_function(inputs).graph.as_graph_def()
+  nodes = list(graph_def.node) + [n for f in graph_def.library.function for n in f.node_def]
+  return {n.op for n in nodes if "Random" in n.op}
+
+
+def test_every_dropout_layer_of_a_native_classifier_uses_them(tiny_hub, tmp_path):
+  distribute.set_precision("bf16")
+  try:
+    handles = encoders.resolve(tiny_hub)
+    inputs = hub.load(os.path.join(tiny_hub, "preprocess"))(tf.constant(["a fine film", "dull"]))
+    keras_model = model_lib.build_classifier(encoders.load_encoder_layer(handles, impl="native"), 2, seed=1)
+    model = model_lib.build_classifier(encoders.load_encoder_layer(handles, impl="native"), 2, seed=1)
+    assert "RandomUniform" in _random_op_types(keras_model, inputs)  # Keras's own: a float uniform per element
+    layers = [m for m in model.submodules if isinstance(m, tf_keras.layers.Dropout)]
+    # 2 layers x (attention probabilities, attention output, FFN inner (rate 0), FFN output) + embeddings + head
+    assert dropout.MASKS["16bit"](model) == len(layers) == 10
+    assert dropout.MASKS["keras"](keras_model) == 0
+    # No float uniforms left anywhere in the training graph: every mask comes from the 16-bit draws.
+    assert _random_op_types(model, inputs) == {"RandomUniformInt", "StatelessRandomGetKeyCounter",
+                                              "StatelessRandomUniformFullIntV2"}
+    # Inference is untouched, and checkpoints hold the same objects and values either way.
+    np.testing.assert_array_equal(model(inputs).numpy(), keras_model(inputs).numpy())
+    assert all("_random_generator" not in layer._trackable_children() for layer in layers)
+    a = tf.train.Checkpoint(model=model).write(str(tmp_path / "a"))
+    b = tf.train.Checkpoint(model=keras_model).write(str(tmp_path / "b"))
+    assert tf.train.list_variables(a) == tf.train.list_variables(b)
+  finally:
+    distribute.set_precision("fp32")
