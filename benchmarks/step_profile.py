@@ -141,7 +141,8 @@ def main(_):
   print(text)
   if FLAGS.out:
     out = os.path.join(ROOT, f"{FLAGS.out}_{FLAGS.dtype}_{FLAGS.encoder_impl}{'_xla' if jit else ''}"
-                       f"{'' if FLAGS.cls_only_last_layer or FLAGS.encoder_impl == 'hub' else '_allrows'}_T{T}.md")
+                       f"{'' if FLAGS.cls_only_last_layer or FLAGS.encoder_impl == 'hub' else '_allrows'}"
+                       f"{'_kerasdrop' if FLAGS.dropout_masks == 'keras' else ''}_T{T}.md")
     os.makedirs(os.path.dirname(out), exist_ok=True)
     with open(out, "w") as f:
       f.write(text)
