@@ -95,8 +95,8 @@ def main(argv):
                                           cls_only=FLAGS.cls_only_last_layer)
     model = model_lib.build_classifier(encoder, loss_def.num_logits(num_classes), FLAGS.head, FLAGS.dropout,
                                        FLAGS.encoder_dropout, FLAGS.seed)
-    logging.info("--dropout_masks=%s: %d Keras Dropout layers changed", FLAGS.dropout_masks,
-                 dropout.MASKS[FLAGS.dropout_masks](model))
+    changed = dropout.MASKS[FLAGS.dropout_masks](model)  # where the Dropout layers' random numbers come from
+    logging.info("--dropout_masks=%s: %d Keras Dropout layers changed", FLAGS.dropout_masks, changed)
     optimizer = optim.create_optimizer(FLAGS.optimizer, FLAGS.learning_rate, total_steps, warmup_steps,
                                        FLAGS.dtype, model=model, options=variant_options)
     # Batches consumed so far: the input position (see pipeline.py) and the loop counter. Not the optimizer's

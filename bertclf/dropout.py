@@ -1,12 +1,12 @@
 """Where dropout's random numbers come from (--dropout_masks). A swap point.
 
 Keras's Dropout (tf.nn.dropout) draws one uniform float per element, each from one 32-bit Philox output, then
-compares, scales and selects; forward and backward that was about a third of a bf16 training step of MiniLM at 32
-tokens on 2 CPU cores (docs/BENCHMARKS.md, section 2b). "16bit" draws the same Bernoulli masks from half the
-random numbers: each 32-bit output gives two elements a 16-bit uniform integer u, and an element is kept where
-u >= round(rate * 65536). So the drop probability is round(rate * 2^16) / 2^16 (0.1 → 0.100006), and kept elements
-are scaled by the inverse of the keep probability in the compute dtype, as Keras does. (Under bf16, Keras's own
-masks compare bf16 uniforms, which have 7 mantissa bits, with the rate: 0.1 becomes 13/128 = 0.1016.)
+compares, scales and selects; that was 30% of a bf16 forward + backward of MiniLM at 32 tokens on 2 CPU cores
+(docs/BENCHMARKS.md, section 2b). "16bit" draws the same Bernoulli masks from half the random numbers: each 32-bit
+output gives two elements a 16-bit uniform integer u, and an element is kept where u >= round(rate * 65536). So the
+drop probability is round(rate * 2^16) / 2^16 (0.1 → 0.100006), and kept elements are scaled by the inverse of the
+keep probability in the compute dtype, as Keras does. (Under bf16, Keras's own masks compare bf16 uniforms, which
+have 7 mantissa bits, with the rate: 0.1 becomes 13/128 = 0.1016.)
 
 MASKS maps --dropout_masks to `fn(model) -> number of Dropout layers it changed`. It reaches Keras Dropout
 layers (the native encoder's and the head's); a TF Hub SavedModel's dropout is inside its graph and stays as is.
@@ -16,7 +16,7 @@ import numbers
 import bertclf  # noqa: F401  (selects tf_keras before TensorFlow loads)
 import tensorflow as tf
 import tf_keras
-from tf_keras.src import backend
+from tf_keras.src import backend  # RandomGenerator is not exported; Dropout layers call its .dropout()
 
 
 class SixteenBitMasks(backend.RandomGenerator):
