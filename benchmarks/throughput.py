@@ -75,11 +75,16 @@ def row_flags():
   buckets = ["--bucket_boundaries=" + ",".join(FLAGS.bucket_boundaries)]
   if FLAGS.bucket_boundaries == ["auto"]:
     buckets.append(f"--num_buckets={FLAGS.num_buckets}")
-  return {"1": [], "2": ["--encoder_impl=native", f"--dtype={low}"],
-          "3": ["--encoder_impl=native", f"--dtype={low}"] + buckets,
-          "3a": ["--encoder_impl=native", f"--dtype={low}"] + buckets + ["--cls_only_last_layer=false"],
-          "3b": ["--encoder_impl=native", f"--dtype={low}"] + buckets + ["--dropout_masks=keras"],
-          "4": ["--encoder_impl=native", f"--dtype={low}"] + buckets + ["--jit_compile"]}
+  native = ["--encoder_impl=native", f"--dtype={low}"]
+  return {"1": [], "2": native, "3": native + buckets,
+          "3a": native + buckets + ["--cls_only_last_layer=false"],
+          "3b": native + buckets + ["--dropout_masks=keras"],
+          "4": native + buckets + ["--jit_compile"]}
+
+
+def row_dtype(extra):
+  """The --dtype a row's train.py flags set (train.py's default: fp32)."""
+  return next((f.split("=", 1)[1] for f in extra if f.startswith("--dtype=")), "fp32")
 
 
 # ------------------------------------------------------------------------------------------------- the data
@@ -221,12 +226,10 @@ def main(_):
            "3": "+ length bucketing", "3a": "(3) with every row of the last layer (--cls_only_last_layer=false)",
            "3b": "(3) with Keras's dropout masks (--dropout_masks=keras)",
            "4": "+ XLA"}
-  row_dtype = {"1": "fp32", "2": _low_precision(), "3": _low_precision(), "3a": _low_precision(),
-               "3b": _low_precision(), "4": _low_precision()}
   for row, extra in row_flags().items():
     if row in FLAGS.rows:
       rates, _, _ = run_train(extra, paths, steps, os.path.join(workdir, f"row{row}"))
-      record(row, names[row], rates, row_dtype[row], extra)
+      record(row, names[row], rates, row_dtype(extra), extra)
   if "5" in FLAGS.rows:
     measured = [r for r in ("2", "3", "4") if r in results]
     best = max(measured, key=lambda r: results[r]["examples_per_sec"])
