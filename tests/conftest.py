@@ -35,3 +35,10 @@ def tiny_hub(tmp_path_factory):
 def toy_imdb(tmp_path_factory):
   """Generated reviews in aclImdb layout: train/{neg,pos} (400) and test/{neg,pos} (100)."""
   return toydata.write_imdb_like(str(tmp_path_factory.mktemp("toy") / "aclImdb"), num_train=400, num_test=100)
+
+
+@pytest.fixture()
+def policy():
+  """distribute.set_precision for one test; the policy goes back to fp32 after it."""
+  yield distribute.set_precision
+  distribute.set_precision("fp32")

@@ -8,7 +8,6 @@ import tensorflow as tf
 import tensorflow_hub as hub
 import tf_keras
 
-from bertclf import distribute
 from bertclf import dropout
 from bertclf import encoders
 from bertclf import model as model_lib
@@ -51,26 +50,23 @@ def _random_op_types(model, inputs):
   return {n.op for n in nodes if "Random" in n.op}
 
 
-def test_every_dropout_layer_of_a_native_classifier_uses_them(tiny_hub, tmp_path):
-  distribute.set_precision("bf16")
-  try:
-    handles = encoders.resolve(tiny_hub)
-    inputs = hub.load(os.path.join(tiny_hub, "preprocess"))(tf.constant(["a fine film", "dull"]))
-    keras_model = model_lib.build_classifier(encoders.load_encoder_layer(handles, impl="native"), 2, seed=1)
-    model = model_lib.build_classifier(encoders.load_encoder_layer(handles, impl="native"), 2, seed=1)
-    assert "RandomUniform" in _random_op_types(keras_model, inputs)  # Keras's own: a float uniform per element
-    layers = [m for m in model.submodules if isinstance(m, tf_keras.layers.Dropout)]
-    # 2 layers x (attention probabilities, attention output, FFN inner (rate 0), FFN output) + embeddings + head
-    assert dropout.MASKS["16bit"](model) == len(layers) == 10
-    assert dropout.MASKS["keras"](keras_model) == 0
-    # No float uniforms left anywhere in the training graph: every mask comes from the 16-bit draws.
-    assert _random_op_types(model, inputs) == {"RandomUniformInt", "StatelessRandomGetKeyCounter",
-                                              "StatelessRandomUniformFullIntV2"}
-    # Inference is untouched, and checkpoints hold the same objects and values either way.
-    np.testing.assert_array_equal(model(inputs).numpy(), keras_model(inputs).numpy())
-    assert all("_random_generator" not in layer._trackable_children() for layer in layers)
-    a = tf.train.Checkpoint(model=model).write(str(tmp_path / "a"))
-    b = tf.train.Checkpoint(model=keras_model).write(str(tmp_path / "b"))
-    assert tf.train.list_variables(a) == tf.train.list_variables(b)
-  finally:
-    distribute.set_precision("fp32")
+def test_every_dropout_layer_of_a_native_classifier_uses_them(tiny_hub, tmp_path, policy):
+  policy("bf16")
+  handles = encoders.resolve(tiny_hub)
+  inputs = hub.load(os.path.join(tiny_hub, "preprocess"))(tf.constant(["a fine film", "dull"]))
+  keras_model = model_lib.build_classifier(encoders.load_encoder_layer(handles, impl="native"), 2, seed=1)
+  model = model_lib.build_classifier(encoders.load_encoder_layer(handles, impl="native"), 2, seed=1)
+  assert "RandomUniform" in _random_op_types(keras_model, inputs)  # Keras's own: a float uniform per element
+  layers = [m for m in model.submodules if isinstance(m, tf_keras.layers.Dropout)]
+  # 2 layers x (attention probabilities, attention output, FFN inner (rate 0), FFN output) + embeddings + head
+  assert dropout.MASKS["16bit"](model) == len(layers) == 10
+  assert dropout.MASKS["keras"](keras_model) == 0
+  # No float uniforms left anywhere in the training graph: every mask comes from the 16-bit draws.
+  assert _random_op_types(model, inputs) == {"RandomUniformInt", "StatelessRandomGetKeyCounter",
+                                            "StatelessRandomUniformFullIntV2"}
+  # Inference is untouched, and checkpoints hold the same objects and values either way.
+  np.testing.assert_array_equal(model(inputs).numpy(), keras_model(inputs).numpy())
+  assert all("_random_generator" not in layer._trackable_children() for layer in layers)
+  a = tf.train.Checkpoint(model=model).write(str(tmp_path / "a"))
+  b = tf.train.Checkpoint(model=keras_model).write(str(tmp_path / "b"))
+  assert tf.train.list_variables(a) == tf.train.list_variables(b)

@@ -10,7 +10,6 @@ import tensorflow as tf
 import tensorflow_hub as hub
 import tf_keras
 
-from bertclf import distribute
 from bertclf import encoders
 from bertclf import losses
 from bertclf import model as model_lib
@@ -19,12 +18,6 @@ from bertclf import optim
 from bertclf import steps
 from bertclf import summaries
 from test_train import run_train
-
-
-@pytest.fixture()
-def policy():
-  yield distribute.set_precision
-  distribute.set_precision("fp32")
 
 
 def _inputs(tiny_hub):
