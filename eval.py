@@ -27,7 +27,7 @@ from bertclf import distribute
 from bertclf import encoders
 from bertclf import evaluation
 from bertclf import flags as bertclf_flags
-from bertclf import losses
+from bertclf.swaps import losses
 from bertclf import model as model_lib
 from bertclf import pipeline
 from bertclf import run_config

@@ -21,18 +21,18 @@ import tensorflow as tf
 
 from bertclf import data
 from bertclf import distribute
-from bertclf import dropout
+from bertclf.swaps import dropout
 from bertclf import encoders
 from bertclf import evaluation
 from bertclf import export as export_lib
 from bertclf import flags as bertclf_flags
-from bertclf import freezing
-from bertclf import losses
+from bertclf.variants import freezing
+from bertclf.swaps import losses
 from bertclf import model as model_lib
-from bertclf import optim
+from bertclf.swaps import optim
 from bertclf import pipeline
 from bertclf import run_config
-from bertclf import steps
+from bertclf.swaps import steps
 from bertclf import summaries
 
 FLAGS = flags.FLAGS

@@ -20,7 +20,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from bertclf import data  # noqa: E402
-from bertclf import demo_data  # noqa: E402
+from bertclf.demo import demo_data  # noqa: E402
 from bertclf import encoders  # noqa: E402
 from bertclf import flags as bertclf_flags  # noqa: E402
 from bertclf import pipeline  # noqa: E402

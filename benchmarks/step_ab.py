@@ -3,13 +3,13 @@
   python benchmarks/step_ab.py --compare=last_layer --lengths=16,32,48 --rounds=30
   python benchmarks/step_ab.py --compare=dropout_masks,all --lengths=16,32,48 --rounds=30
 
-Two classifiers on the same native encoder weights, each with train.py's step (bertclf.steps, densify, clip,
+Two classifiers on the same native encoder weights, each with train.py's step (bertclf.swaps.steps, densify, clip,
 official AdamW), one with train.py's defaults and one with a single setting changed back (or, for `all`, every
 setting below changed back). Their steps alternate (A, B, A, B, ...) on the same fixed batches, so a slow spell
 of the machine hits both; per length: the median step time of each and their ratio. Whole-run throughput is
 benchmarks/throughput.py's rows; this isolates the step from the run's other costs and noise.
   last_layer     --cls_only_last_layer=false: the last layer computes every row (bertclf/native.py)
-  dropout_masks  --dropout_masks=keras: Keras's 32-bit uniform per element (bertclf/dropout.py)
+  dropout_masks  --dropout_masks=keras: Keras's 32-bit uniform per element (bertclf/swaps/dropout.py)
 """
 import os
 import sys
@@ -25,12 +25,12 @@ import numpy as np
 import tensorflow as tf
 
 from bertclf import distribute
-from bertclf import dropout
+from bertclf.swaps import dropout
 from bertclf import encoders
-from bertclf import losses
+from bertclf.swaps import losses
 from bertclf import model as model_lib
-from bertclf import optim
-from bertclf import steps
+from bertclf.swaps import optim
+from bertclf.swaps import steps
 
 DEFAULTS = {"last_layer": True, "dropout_masks": True}  # train.py's settings
 FLAGS = flags.FLAGS

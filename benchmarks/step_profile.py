@@ -26,12 +26,12 @@ import numpy as np
 import tensorflow as tf
 
 from bertclf import distribute
-from bertclf import dropout
+from bertclf.swaps import dropout
 from bertclf import encoders
-from bertclf import losses
+from bertclf.swaps import losses
 from bertclf import model as model_lib
-from bertclf import optim
-from bertclf import steps
+from bertclf.swaps import optim
+from bertclf.swaps import steps
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLAGS = flags.FLAGS
@@ -91,7 +91,7 @@ def main(_):
   features = {"input_word_ids": tf.constant(rng.integers(1000, 30000, [B, T]), tf.int32),  # [B, T]
               "input_mask": tf.ones([B, T], tf.int32), "input_type_ids": tf.zeros([B, T], tf.int32)}
   labels = tf.constant(rng.integers(0, 2, [B]), tf.int32)  # [B]
-  # train.py's default step (bertclf/steps.py), and the same step with the model in inference mode: no dropout.
+  # train.py's default step (bertclf/swaps/steps.py), and the same step with the model in inference mode: no dropout.
   ctx = steps.StepContext(model, losses.LOSSES["softmax_ce"], optimizer, B, variables=model.trainable_variables)
   no_dropout = steps.StepContext(lambda f, training: model(f, training=False), losses.LOSSES["softmax_ce"],
                                  optimizer, B, variables=model.trainable_variables)

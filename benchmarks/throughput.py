@@ -38,10 +38,10 @@ import tensorflow_hub as hub
 import tf_keras
 
 from bertclf import data
-from bertclf import demo_data
+from bertclf.demo import demo_data
 from bertclf import encoders
 from bertclf import flags as bertclf_flags
-from bertclf import flops
+from bertclf.tools import flops
 from bertclf import pipeline
 from bertclf import summaries
 from official.nlp import optimization

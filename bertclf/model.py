@@ -3,7 +3,7 @@ import bertclf  # noqa: F401  (selects tf_keras before TensorFlow loads)
 import tensorflow as tf
 import tf_keras
 
-from bertclf import heads
+from bertclf.swaps import heads
 
 
 def build_classifier(encoder_layer, num_logits, head="dense", dropout=0.1, encoder_dropout=True, seed=0):

@@ -11,8 +11,8 @@ import tensorflow as tf
 
 from bertclf import distribute
 from bertclf import flags as bertclf_flags
-from bertclf import hub_export
-from bertclf import toydata
+from bertclf.tools import hub_export
+from bertclf.tools import toydata
 
 distribute.split_cpu(2)
 bertclf_flags.define_flags()

@@ -1,14 +1,14 @@
 """The default step is unchanged by the swap-point refactor: step-for-step equal to a run of the code before it.
 
 tests/data/default_step_reference.json holds the per-step `loss` and `grad_norm` of train.py at commit 8aa98b3
-(before bertclf/steps.py existed) on a seeded tiny encoder; this test re-runs today's train.py with the same
+(before bertclf/swaps/steps.py existed) on a seeded tiny encoder; this test re-runs today's train.py with the same
 flags on the same assets and compares. Two changes since were made on purpose, and the reference runs 8aa98b3
 with them applied (tests/data/default_step_reference.patch, `git apply`-ed to the checkout): the head starts
-from GlorotUniform (bertclf/heads.py), and the step densifies embedding gradients before their norm
+from GlorotUniform (bertclf/swaps/heads.py), and the step densifies embedding gradients before their norm
 (optim.densify). Regenerate the reference (it records its command, commit and the patch's sha1) with:
 
   git worktree add /tmp/pre_refactor 8aa98b3
-  python tests/test_variants_default.py --worktree=/tmp/pre_refactor --out=tests/data/default_step_reference.json
+  python tests/variants/test_variants_default.py --worktree=/tmp/pre_refactor --out=tests/data/default_step_reference.json
   git worktree remove --force /tmp/pre_refactor
 
 The conftest `tiny_hub` draws its weights from unseeded Keras initializers, which differ from process to process
@@ -24,7 +24,7 @@ import sys
 import numpy as np
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 REFERENCE = os.path.join(ROOT, "tests", "data", "default_step_reference.json")
 PATCH = os.path.join(ROOT, "tests", "data", "default_step_reference.patch")  # the changes made on purpose since
 # fp32, no dropout anywhere: every step is a deterministic function of the assets and the flags.
@@ -37,8 +37,8 @@ RUNS = {"one_replica": {}, "two_replicas": {"num_cpu_devices": 2}}
 def build_assets(root):
   """<root>/hub: the conftest's tiny encoder with NumPy-seeded weights; <root>/imdb: the conftest's reviews."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from bertclf import hub_export  # pylint: disable=g-import-not-at-top
-  from bertclf import toydata  # pylint: disable=g-import-not-at-top
+  from bertclf.tools import hub_export  # pylint: disable=g-import-not-at-top
+  from bertclf.tools import toydata  # pylint: disable=g-import-not-at-top
 
   def init(encoder):
     rng = np.random.RandomState(1)
@@ -121,7 +121,7 @@ def make_reference(worktree, out, scratch):
     command = " ".join(["python", "train.py"] + argv)
     runs[name] = dict(command=command.replace(scratch, "$SCRATCH"), **results[0])
   text = json.dumps({"commit": commit, "patch": f"{os.path.relpath(PATCH, ROOT)} (sha1 {_sha1(PATCH)})",
-                     "generated_by": "python tests/test_variants_default.py "
+                     "generated_by": "python tests/variants/test_variants_default.py "
                      "--worktree=<checkout of commit> (assets: build_assets($SCRATCH/assets))", "flags": FLAGS,
                      "runs": runs}, indent=1)
   with open(out, "w") as f:

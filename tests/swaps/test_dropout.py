@@ -8,7 +8,7 @@ import tensorflow as tf
 import tensorflow_hub as hub
 import tf_keras
 
-from bertclf import dropout
+from bertclf.swaps import dropout
 from bertclf import encoders
 from bertclf import model as model_lib
 

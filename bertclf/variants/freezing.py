@@ -9,7 +9,7 @@ so frozen variables keep their values bit for bit and get no optimizer slots.
 """
 import bertclf  # noqa: F401  (selects tf_keras before TensorFlow loads)
 
-from bertclf import layering
+from bertclf.variants import layering
 
 
 def train_all(model, options):

@@ -8,8 +8,8 @@ import sys
 import tensorflow as tf
 
 from bertclf import summaries
-from test_train import _argv
-from test_train import ROOT
+from harness import _argv
+from harness import ROOT
 
 
 def _free_ports(n):

@@ -1,6 +1,6 @@
 """Prints the summary of a finished run: test metrics beside the baselines, and where everything is.
 
-  python -m bertclf.report --model_dir=runs/demo
+  python -m bertclf.demo.report --model_dir=runs/demo
 """
 import json
 import os

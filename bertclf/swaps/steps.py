@@ -7,7 +7,7 @@ A variant is a function `fn(ctx, features, labels) -> (loss, correct, grads, ext
   extras   {name: scalar}: extra loss terms, as this replica's share of a global mean (summed over replicas),
            logged to TensorBoard under their names. Declare the names in `Step.extras`.
 train.py all-reduces, clips and applies the gradients; variants only change what happens before that.
-Every table entry also honours --grad_accum_steps (bertclf/grad_accum.py): with k > 1 the variant runs on k
+Every table entry also honours --grad_accum_steps (bertclf/variants/grad_accum.py): with k > 1 the variant runs on k
 micro-batches of the replica's batch and the results add up; with k = 1 it runs as written.
 """
 import dataclasses
@@ -17,16 +17,16 @@ import bertclf  # noqa: F401  (selects tf_keras before TensorFlow loads)
 import tensorflow as tf
 import tf_keras
 
-from bertclf import fgm
-from bertclf import grad_accum
-from bertclf import losses
-from bertclf import rdrop
+from bertclf.variants import fgm
+from bertclf.variants import grad_accum
+from bertclf.swaps import losses
+from bertclf.variants import rdrop
 
 
 @dataclasses.dataclass
 class StepContext:
   model: tf_keras.Model
-  loss_def: Any                  # a bertclf.losses.Loss
+  loss_def: Any                  # a bertclf.swaps.losses.Loss
   optimizer: Any
   global_batch_size: int
   variables: list                # the variables that train
@@ -85,6 +85,6 @@ def _entry(fn, extras=()):
 
 STEPS = {
     "default": _entry(default_step),
-    "rdrop": _entry(rdrop.rdrop_step, rdrop.EXTRAS),  # R-Drop: --rdrop_alpha (bertclf/rdrop.py)
-    "fgm": _entry(fgm.fgm_step, fgm.EXTRAS),  # FGM on the word embeddings: --fgm_epsilon (bertclf/fgm.py)
+    "rdrop": _entry(rdrop.rdrop_step, rdrop.EXTRAS),  # R-Drop: --rdrop_alpha (bertclf/variants/rdrop.py)
+    "fgm": _entry(fgm.fgm_step, fgm.EXTRAS),  # FGM on the word embeddings: --fgm_epsilon (bertclf/variants/fgm.py)
 }

@@ -5,7 +5,7 @@ Official's BertEncoder (what the TF Hub BERT SavedModels and --encoder_impl=nati
   embeddings/layer_norm/{gamma,beta} (and embedding_projection/... when narrower)   the embeddings: depth 0
   transformer/layer_<l>/...  for l = 0 .. L-1                                      layer l: depth l + 1
   pooler_transform/{kernel,bias}                                                   the pooler
-and the head (bertclf/heads.py) adds classifier/... (and head_hidden/...). Under a MirroredStrategy the
+and the head (bertclf/swaps/heads.py) adds classifier/... (and head_hidden/...). Under a MirroredStrategy the
 per-replica copies end in "/replica_<r>:0"; the patterns ignore that.
 """
 import re

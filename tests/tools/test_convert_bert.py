@@ -1,4 +1,4 @@
-"""Tests bertclf.convert_bert on the real all-MiniLM-L6-v2 against an independent NumPy BERT."""
+"""Tests bertclf.tools.convert_bert on the real all-MiniLM-L6-v2 against an independent NumPy BERT."""
 import json
 import math
 import os
@@ -19,7 +19,7 @@ from safetensors.numpy import load_file  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tensorflow_hub as hub  # noqa: E402
 
-from bertclf import convert_bert  # noqa: E402
+from bertclf.tools import convert_bert  # noqa: E402
 
 SENTENCES = ["this is such an amazing movie!", "a dull film.",
              "the acting was brilliant, but the plot never made much sense to me at all."]

@@ -4,7 +4,7 @@ Resume check: a run of 8 steps saves at 4 and 8; a copy of it loses checkpoint 8
 and is run again with the same flags. It must continue at step 4 and end with the same weights as the
 uninterrupted run; so the variant's state (optimizer slots, frozen variables, ...) survives a restart and the
 learning-rate schedule is the same. Dropout is off, so every step is deterministic (R-Drop's KL is then 0;
-tests/test_variants.py checks it with dropout on).
+tests/variants/test_variants.py checks it with dropout on).
 """
 import glob
 import os
@@ -15,11 +15,11 @@ import pytest
 import tensorflow as tf
 
 from bertclf import encoders
-from bertclf import freezing
+from bertclf.variants import freezing
 from bertclf import model as model_lib
 from bertclf import summaries
-from test_train import _weights
-from test_train import run_train
+from harness import _weights
+from harness import run_train
 
 
 # The variants are independent swap points, so three runs cover all six (and show they compose): each runs on

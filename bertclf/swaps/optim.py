@@ -12,7 +12,7 @@ import tf_keras
 
 from official.nlp import optimization
 
-from bertclf import llrd
+from bertclf.variants import llrd
 
 
 def _official(optimizer_type):
@@ -44,7 +44,7 @@ def densify(grads):
   An embedding gradient arrives as one slice per looked-up token, so a token that occurs n times in the batch
   ([CLS], [PAD], "the") has n slices. Applying them sums the duplicates, but `tf.linalg.global_norm` and
   `tf.clip_by_global_norm` square the slices one by one: the norm they see is not the gradient's (5% off on
-  the tiny test model; caught by tests/test_variants_train.py, where --grad_accum_steps sums densely). Dense,
+  the tiny test model; caught by tests/variants/test_variants_train.py, where --grad_accum_steps sums densely). Dense,
   the logged norm and the clipping are exact. The update is the same (official's AdamW is Keras's non-lazy Adam:
   it moves every row of the table each step anyway) and no slower: one fused pass over the table instead of the
   sparse path's several (docs/BENCHMARKS.md, section 2). Call it after the all-reduce, which then still moves

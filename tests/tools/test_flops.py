@@ -5,8 +5,8 @@ import bertclf  # noqa: F401  (selects tf_keras before TensorFlow loads)
 import pytest
 import tensorflow as tf
 
-from bertclf import flops
-from bertclf import hub_export
+from bertclf.tools import flops
+from bertclf.tools import hub_export
 from bertclf import native
 from official.nlp.tools import export_tfhub_lib
 

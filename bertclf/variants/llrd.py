@@ -20,7 +20,7 @@ import bertclf  # noqa: F401  (selects tf_keras before TensorFlow loads)
 from official.modeling.optimization import legacy_adamw
 from official.nlp import optimization
 
-from bertclf import layering
+from bertclf.variants import layering
 
 
 def rate_multiplier(variables, decay):

@@ -1,6 +1,6 @@
 """Baselines a fine-tuned encoder has to beat: the majority class, and TF-IDF + logistic regression.
 
-  python -m bertclf.baselines --flagfile=flags/demo.cfg
+  python -m bertclf.demo.baselines --flagfile=flags/demo.cfg
 
 loads the data exactly as train.py does (same data flags, same splits), fits both baselines on the training
 split, scores the test split (the validation split when there is none), prints a markdown table and writes
@@ -123,7 +123,7 @@ def main(argv):
   # Flags and data loading are train.py's, imported here so the functions above need no TensorFlow.
   from absl import flags  # pylint: disable=g-import-not-at-top
   from bertclf import data  # pylint: disable=g-import-not-at-top
-  from bertclf import demo_data  # pylint: disable=g-import-not-at-top
+  from bertclf.demo import demo_data  # pylint: disable=g-import-not-at-top
   from bertclf import flags as bertclf_flags  # pylint: disable=g-import-not-at-top
   flag_values = flags.FLAGS
   text_data = data.load_text_data(demo_data.resolve_dataset(flag_values.dataset), **bertclf_flags.data_kwargs())
@@ -139,7 +139,7 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  # `python -m bertclf.baselines` has imported the bertclf package (tf_keras selection) before this runs.
+  # `python -m bertclf.demo.baselines` has imported the bertclf package (tf_keras selection) before this runs.
   from absl import app  # pylint: disable=g-import-not-at-top
   from bertclf import flags as _bertclf_flags  # pylint: disable=g-import-not-at-top
   _bertclf_flags.define_flags()

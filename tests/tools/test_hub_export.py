@@ -7,7 +7,7 @@ import tensorflow as tf
 import tensorflow_hub as hub
 
 from bertclf import encoders
-from bertclf import hub_export
+from bertclf.tools import hub_export
 
 
 def _vocab(tiny_hub):

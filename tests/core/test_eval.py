@@ -12,9 +12,9 @@ import tensorflow as tf
 import eval as eval_lib
 from bertclf import distribute
 from bertclf import summaries
-from test_train import _argv
-from test_train import ROOT
-from test_train import run_train
+from harness import _argv
+from harness import ROOT
+from harness import run_train
 
 FLAGS = flags.FLAGS
 

@@ -14,19 +14,19 @@ import tf_keras
 
 from bertclf import distribute
 from bertclf import encoders
-from bertclf import fgm
+from bertclf.variants import fgm
 from bertclf import flags as bertclf_flags
-from bertclf import freezing
-from bertclf import layering
-from bertclf import llrd
-from bertclf import losses
+from bertclf.variants import freezing
+from bertclf.variants import layering
+from bertclf.variants import llrd
+from bertclf.swaps import losses
 from bertclf import model as model_lib
-from bertclf import optim
-from bertclf import rdrop
-from bertclf import steps
+from bertclf.swaps import optim
+from bertclf.variants import rdrop
+from bertclf.swaps import steps
 
 FLAGS = flags.FLAGS
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SOFTMAX = losses.LOSSES["softmax_ce"]
 
 
@@ -140,7 +140,7 @@ def test_layerwise_rates_follow_the_formula(tiny_hub):
     depth = depth if depth is not None else num_layers  # pooler and head: the full rate
     np.testing.assert_allclose(f, decay ** (num_layers - depth), rtol=1e-3, err_msg=v.name)
     factors[v.name] = float(np.median(f))
-  for name, factor in expected_factor.items():  # the table in bertclf/llrd.py, spelled out
+  for name, factor in expected_factor.items():  # the table in bertclf/variants/llrd.py, spelled out
     assert factors[name] == pytest.approx(factor, rel=1e-3), name
 
 

@@ -5,44 +5,16 @@ import subprocess
 import sys
 import time
 
-from absl import flags
 import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_text  # noqa: F401  (the export's tokenizer ops)
 
-from bertclf import distribute
 from bertclf import summaries
-import train
-
-FLAGS = flags.FLAGS
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _argv(model_dir, tiny_hub, toy_imdb, **overrides):
-  args = dict(dataset=toy_imdb, encoder=tiny_hub, model_dir=model_dir, seq_length=24, batch_size=16,
-              learning_rate=5e-3, epochs=2, steps_per_loop=5, log_every_steps=10, summary_every_steps=5,
-              checkpoint_every_steps=10, dropout=0.0, encoder_dropout=False, export=False)
-  args.update(overrides)
-  return [f"--{k}={v}" for k, v in args.items()]
-
-
-def run_train(model_dir, tiny_hub, toy_imdb, **overrides):
-  """train.main in this process (the CPU is already split into 2 logical devices by conftest)."""
-  FLAGS.unparse_flags()
-  FLAGS(["train.py"] + _argv(str(model_dir), tiny_hub, toy_imdb, **overrides))
-  try:
-    train.main([])
-  finally:
-    distribute.set_precision("fp32")
-  return str(model_dir)
-
-
-def _weights(ckpt_prefix):
-  reader = tf.train.load_checkpoint(ckpt_prefix)
-  return {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()
-          if k.startswith("model/") and "OPTIMIZER_SLOT" not in k}
-
+from harness import _argv
+from harness import ROOT
+from harness import run_train
+from harness import _weights
 
 @pytest.fixture(scope="module")
 def one_replica_run(tmp_path_factory, tiny_hub, toy_imdb):
@@ -170,7 +142,7 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path, tiny_hub, toy_imd
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, tiny_hub, toy_imdb, monkeypatch):
   import dataclasses  # pylint: disable=g-import-not-at-top
-  from bertclf import losses  # pylint: disable=g-import-not-at-top
+  from bertclf.swaps import losses  # pylint: disable=g-import-not-at-top
   run = run_train(tmp_path / "run", tiny_hub, toy_imdb, train_steps=10)
   good = losses.LOSSES["softmax_ce"]
   monkeypatch.setitem(losses.LOSSES, "softmax_ce", dataclasses.replace(

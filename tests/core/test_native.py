@@ -11,13 +11,13 @@ import tensorflow_hub as hub
 import tf_keras
 
 from bertclf import encoders
-from bertclf import losses
+from bertclf.swaps import losses
 from bertclf import model as model_lib
 from bertclf import native
-from bertclf import optim
-from bertclf import steps
+from bertclf.swaps import optim
+from bertclf.swaps import steps
 from bertclf import summaries
-from test_train import run_train
+from harness import run_train
 
 
 def _inputs(tiny_hub):

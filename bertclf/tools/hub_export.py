@@ -8,7 +8,7 @@ preprocessing model maps raw strings to those three int32 inputs and exposes `to
 Used three ways: tests build a tiny encoder once per run; the MiniLM converter writes a real pretrained one;
 researchers export their own BertEncoder checkpoints.
 
-  python -m bertclf.hub_export --out_dir=/tmp/tiny_hub --vocab_file=vocab.txt \
+  python -m bertclf.tools.hub_export --out_dir=/tmp/tiny_hub --vocab_file=vocab.txt \
       --num_layers=2 --hidden_size=32 --num_attention_heads=2 --intermediate_size=64
 """
 import json

@@ -1,0 +1,36 @@
+"""Helpers shared by the test modules: train.py's main run in this process on the tiny encoder."""
+import os
+
+from absl import flags
+import tensorflow as tf
+
+from bertclf import distribute
+import train
+
+FLAGS = flags.FLAGS
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _argv(model_dir, tiny_hub, toy_imdb, **overrides):
+  args = dict(dataset=toy_imdb, encoder=tiny_hub, model_dir=model_dir, seq_length=24, batch_size=16,
+              learning_rate=5e-3, epochs=2, steps_per_loop=5, log_every_steps=10, summary_every_steps=5,
+              checkpoint_every_steps=10, dropout=0.0, encoder_dropout=False, export=False)
+  args.update(overrides)
+  return [f"--{k}={v}" for k, v in args.items()]
+
+
+def run_train(model_dir, tiny_hub, toy_imdb, **overrides):
+  """train.main in this process (the CPU is already split into 2 logical devices by conftest)."""
+  FLAGS.unparse_flags()
+  FLAGS(["train.py"] + _argv(str(model_dir), tiny_hub, toy_imdb, **overrides))
+  try:
+    train.main([])
+  finally:
+    distribute.set_precision("fp32")
+  return str(model_dir)
+
+
+def _weights(ckpt_prefix):
+  reader = tf.train.load_checkpoint(ckpt_prefix)
+  return {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()
+          if k.startswith("model/") and "OPTIMIZER_SLOT" not in k}
