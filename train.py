@@ -8,8 +8,8 @@ batch, G = global batch, T = sequence length, H = hidden size, L = logits, C = c
 """
 import bertclf  # noqa: F401  (selects tf_keras before TensorFlow loads; keep it first)
 
-import os
 import functools
+import os
 import signal
 import time
 
@@ -19,6 +19,7 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
+from bertclf import checkpointing
 from bertclf import data
 from bertclf import distribute
 from bertclf.swaps import dropout
@@ -75,7 +76,8 @@ def main(argv):
   config = {**bertclf_flags.flag_values(),
             "encoder_handle": handles.encoder, "preprocess_handle": handles.preprocess,
             "encoder_config": handles.config, "class_names": text_data.class_names,
-            "data_source": text_data.source, "num_replicas": num_replicas, "strategy_class":
+            "data_source": text_data.source, "num_replicas": num_replicas,
+            "num_workers": checkpointing.num_workers(strategy), "strategy_class":
             type(strategy).__name__, "policy": distribute.POLICIES[FLAGS.dtype], "steps_per_epoch":
             steps_per_epoch, "total_steps": total_steps, "warmup_steps": warmup_steps,
             "num_train_examples": len(train_data), "num_validation_examples": len(val_data),
@@ -83,8 +85,11 @@ def main(argv):
   saved = run_config.read(model_dir)
   if saved and tf.train.latest_checkpoint(model_dir):
     run_config.check_compatible(saved, config, f"--model_dir={model_dir}")
-  if _is_chief(strategy):
-    run_config.write(model_dir, config)
+  chief = checkpointing.is_chief(strategy)
+  if chief:
+    checkpointing.remove_stale_temp_folders(model_dir)
+    if not saved:  # config.json: what the run started with; each restart is appended to history.jsonl
+      run_config.write(model_dir, config)
   for k in sorted(config):
     logging.info("config %s = %s", k, config[k])
 
@@ -104,22 +109,34 @@ def main(argv):
     step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
     # The best validation (accuracy, -loss) so far: kept in the checkpoint so a resumed run remembers it.
     best_val = tf.Variable([-1.0, -np.inf], dtype=tf.float32, trainable=False, name="best_val")
-  checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step, best_val=best_val)
-  manager = tf.train.CheckpointManager(checkpoint, _writable_dir(strategy, model_dir),
-                                       max_to_keep=FLAGS.max_to_keep, step_counter=step)
-  best_manager = tf.train.CheckpointManager(checkpoint, _writable_dir(strategy, os.path.join(model_dir, "best")),
+    # --recovery_max_trials: recoveries so far and the batches they skipped (the data position is
+    # step + skipped). Recoveries also reseed dropout, so a retried stretch does not repeat the failed one.
+    recovery = tf.Variable([0, 0], dtype=tf.int64, trainable=False, name="recovery")
+  checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step, best_val=best_val,
+                                   recovery=recovery)
+  writable = functools.partial(checkpointing.writable_dir, strategy)  # the chief's folders, or a private one
+  manager = tf.train.CheckpointManager(checkpoint, writable(model_dir), max_to_keep=FLAGS.max_to_keep,
+                                       step_counter=step)
+  best_manager = tf.train.CheckpointManager(checkpoint, writable(os.path.join(model_dir, "best")),
                                             max_to_keep=1, step_counter=step)
 
   # ============================================================== Step functions
   step_def = steps.STEPS[FLAGS.step]
   ctx = steps.StepContext(model, loss_def, optimizer, G, options=variant_options,
                           variables=freezing.trainable_variables(model, FLAGS.freeze, variant_options))
-  compute_gradients = tf.function(functools.partial(step_def.fn, ctx), jit_compile=FLAGS.jit_compile)
+
+  @tf.function(jit_compile=FLAGS.jit_compile)
+  def compute_gradients(features, labels, mask_seed, first_row):
+    """The --step variant, with dropout masks drawn for (seed, step, global row): see bertclf/swaps/dropout.py."""
+    with dropout.masks_for_step(mask_seed, first_row):
+      return step_def.fn(ctx, features, labels)
 
   def train_step(batch):
     """One step on one replica's batch: gradients (the --step variant), all-reduce, clip, update."""
     features, labels, _ = batch  # {k: [B, T] int32}, [B] int32
-    loss, correct, grads, extras = compute_gradients(features, labels)
+    mask_seed = dropout.step_seed(FLAGS.seed, step, recovery[0])
+    loss, correct, grads, extras = compute_gradients(features, labels, mask_seed,
+                                                     dropout.replica_first_row(tf.shape(labels)[0]))
     grads = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, grads)
     grads = optim.densify(grads)  # embedding slices → dense, so the norm counts repeated tokens right
     grad_norm = tf.linalg.global_norm(grads)  # of the global mean gradient, before clipping
@@ -143,7 +160,7 @@ def main(argv):
     return {k: a.stack() for k, a in zip(outputs, arrays)}
 
   predict = evaluation.make_predict_fn(strategy, model, loss_def, bertclf_flags.bucket_boundaries)
-  val_writer = summaries.writer(_writable_dir(strategy, model_dir), "validation")
+  val_writer = summaries.writer(writable(model_dir), "validation", skip_written=True)
 
   def validate():
     probs, per_example = predict(val_data, bertclf_flags.eval_batch_size())
@@ -153,85 +170,128 @@ def main(argv):
                  metrics["accuracy"], metrics["num_examples"])
     summaries.write_scalars(val_writer, s, {"loss": metrics["loss"], "accuracy": metrics["accuracy"]})
     score = np.float32([metrics["accuracy"], -metrics["loss"]])  # ties in accuracy go to the lower loss
-    if tuple(score) > tuple(best_val.numpy()):
+    if tuple(score) > tuple(best_val.numpy()) and checkpointing.all_finite(model.variables):
       best_val.assign(score)
-      best_manager.save(checkpoint_number=s)  # every worker saves (see _writable_dir); saving is collective
+      best_manager.save(checkpoint_number=s)  # every worker saves (see writable); saving is collective
       logging.info("new best validation accuracy %.4f at step %d (saved to %s)", metrics["accuracy"], s,
                    best_manager.latest_checkpoint)
     return metrics
 
   # ============================================================== Restore: continue exactly where it stopped
-  if manager.latest_checkpoint:
-    checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-    logging.info("Restored %s: continuing at step %d of %d.", manager.latest_checkpoint, int(step.numpy()),
-                 total_steps)
+  # Every worker restores the chief's latest checkpoint (--model_dir is shared storage; see checkpointing.py).
+  latest = tf.train.latest_checkpoint(model_dir)
+  if latest:
+    checkpoint.restore(latest).assert_existing_objects_matched()
+    logging.info("Restored %s: continuing at step %d of %d.", latest, int(step.numpy()), total_steps)
+  checkpointing.check_same_step(strategy, step)
+  if chief:
+    checkpointing.append_history(model_dir, config, int(step.numpy()))
   start_step = int(step.numpy())
-  train_iter = iter(strategy.distribute_datasets_from_function(
-      pipeline.train_dataset_fn(train_data, G, FLAGS.seed, start_step, bucket_boundaries,
-                                FLAGS.bucket_pool_batches)))
-  train_writer = summaries.writer(_writable_dir(strategy, model_dir), "train")
+
+  data_position = start_step + int(recovery[1].numpy())  # batches consumed: steps + batches recoveries skipped
+  train_iter = iter(strategy.distribute_datasets_from_function(pipeline.train_dataset_fn(
+      train_data, G, FLAGS.seed, data_position, bucket_boundaries, FLAGS.bucket_pool_batches)))
+  train_writer = summaries.writer(writable(model_dir), "train", skip_written=True)
   if start_step == 0:
     summaries.write_config(train_writer, config, {k: config[k] for k in _hparam_keys() if k in config})
 
-  stop_signal = []  # SIGTERM / SIGINT: finish the current steps_per_loop call, save, exit
-  previous_handlers = {sig: signal.signal(sig, lambda signum, _: stop_signal.append(signum))
-                       for sig in (signal.SIGTERM, signal.SIGINT)}
+  def save(s):
+    """Saves step s unless the weights are not finite (then the last good checkpoint stays the latest)."""
+    if not checkpointing.all_finite(model.variables):
+      raise FloatingPointError(f"The weights are not finite at step {s}; not saved. {last_good()}")
+    manager.save(checkpoint_number=s)
+
+  def last_good():
+    return (f"The last good checkpoint is {manager.latest_checkpoint}." if manager.latest_checkpoint else
+            "No checkpoint was saved before it: there is nothing to resume from.")
+
+  # SIGTERM / SIGINT: on one host, finish the current steps_per_loop call, save, exit. On several workers,
+  # TensorFlow's PreemptionCheckpointHandler makes every worker save the same step, then exit.
+  stop = checkpointing.StopRequests()
+  preemption = checkpointing.coordinated_stop(strategy, checkpoint, model_dir,
+                                              lambda: save(int(step.numpy())), stop)
 
   # ============================================================== Loop
   window = {k: [] for k in outputs}
   window_start, window_steps = time.time(), 0
   run_start, run_start_step = time.time(), start_step
   s = saved_at = start_step
-  while s < total_steps and not stop_signal:
-    n = _steps_until_next_event(s, total_steps, steps_per_epoch)
-    out = {k: v.numpy() for k, v in train_loop(train_iter, tf.constant(n)).items()}
-    if not np.all(np.isfinite(out["loss"])):
-      bad = s + 1 + int(np.argmin(np.isfinite(out["loss"])))
-      raise FloatingPointError(f"Loss is {out['loss'][bad - s - 1]} at step {bad}; stopping. The last good "
-                               f"checkpoint stays in {model_dir} ({manager.latest_checkpoint}). Lower "
-                               "--learning_rate, or use --dtype=fp32/bf16.")
-    s += n
-    for k in outputs:
-      window[k].extend(out[k].tolist())
-    window_steps += n
+  try:
+    while s < total_steps and not (stop and preemption is None):
+      n = _steps_until_next_event(s, total_steps, steps_per_epoch)
+      out = {k: v.numpy() for k, v in train_loop(train_iter, tf.constant(n)).items()}
+      bad = checkpointing.first_bad_step(out, s, FLAGS.loss_upper_bound, gradients_may_overflow=ctx.scaled)
+      if bad is not None:  # nothing from this call is kept: no summary, no checkpoint
+        i = bad - s - 1
+        problem = (f"Training diverged at step {bad}: loss {out['loss'][i]:.4g}, gradient norm "
+                   f"{out['grad_norm'][i]:.4g}.")
+        if int(recovery[0].numpy()) >= FLAGS.recovery_max_trials or not manager.latest_checkpoint:
+          raise FloatingPointError(f"{problem} Stopping. {last_good()} Advice: "
+                                   f"{checkpointing.divergence_advice(FLAGS.dtype, FLAGS.learning_rate)}.")
+        trials, skipped = recovery.numpy()
+        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        skipped += s + n - int(step.numpy())  # the data continues after the bad call's batches
+        recovery.assign([trials + 1, skipped])
+        s = saved_at = int(step.numpy())
+        logging.warning("%s Recovery %d of %d: reloaded %s; continuing at step %d with the batches after the "
+                        "bad one.", problem, trials + 1, FLAGS.recovery_max_trials, manager.latest_checkpoint, s)
+        summaries.write_scalars(train_writer, s, {"recoveries": trials + 1})
+        window = {k: [] for k in outputs}
+        window_start, window_steps = time.time(), 0
+        continue
+      s += n
+      for k in outputs:
+        window[k].extend(out[k].tolist())
+      window_steps += n
 
-    if s % FLAGS.summary_every_steps == 0 or s % FLAGS.log_every_steps == 0 or s == total_steps:
-      elapsed = time.time() - window_start
-      scalars = {k: float(np.mean(window[k])) for k in outputs if k != "correct"}
-      scalars.update(accuracy=float(np.sum(window["correct"]) / (G * window_steps)),
-                     learning_rate=float(optim.learning_rate(optimizer)),
-                     steps_per_sec=window_steps / elapsed, examples_per_sec=G * window_steps / elapsed)
-      if ctx.scaled:
-        scalars["loss_scale"] = float(optimizer.loss_scale)
-      if s % FLAGS.summary_every_steps == 0 or s == total_steps:
-        summaries.write_scalars(train_writer, s, scalars)
-      if s % FLAGS.log_every_steps == 0 or s == total_steps:
-        rate = (s - run_start_step) / (time.time() - run_start)
-        logging.info("step %d/%d epoch %.2f loss %.4f accuracy %.4f lr %.3g grad_norm %.3g %.1f ex/s ETA %s%s",
-                     s, total_steps, s / steps_per_epoch, scalars["loss"], scalars["accuracy"],
-                     scalars["learning_rate"], scalars["grad_norm"], scalars["examples_per_sec"],
-                     _eta(total_steps - s, rate), "".join(f" {k} {scalars[k]:.4g}" for k in step_def.extras))
-      window = {k: [] for k in window}
-      window_start, window_steps = time.time(), 0
+      if s % FLAGS.summary_every_steps == 0 or s % FLAGS.log_every_steps == 0 or s == total_steps:
+        elapsed = time.time() - window_start
+        scalars = {k: float(np.mean(window[k])) for k in outputs if k != "correct"}
+        scalars.update(accuracy=float(np.sum(window["correct"]) / (G * window_steps)),
+                       learning_rate=float(optim.learning_rate(optimizer)),
+                       steps_per_sec=window_steps / elapsed, examples_per_sec=G * window_steps / elapsed)
+        if ctx.scaled:
+          scalars["loss_scale"] = float(optimizer.loss_scale)
+        if s % FLAGS.summary_every_steps == 0 or s == total_steps:
+          summaries.write_scalars(train_writer, s, scalars)
+        if s % FLAGS.log_every_steps == 0 or s == total_steps:
+          rate = (s - run_start_step) / (time.time() - run_start)
+          logging.info("step %d/%d epoch %.2f loss %.4f accuracy %.4f lr %.3g grad_norm %.3g %.1f ex/s ETA %s%s",
+                       s, total_steps, s / steps_per_epoch, scalars["loss"], scalars["accuracy"],
+                       scalars["learning_rate"], scalars["grad_norm"], scalars["examples_per_sec"],
+                       _eta(total_steps - s, rate), "".join(f" {k} {scalars[k]:.4g}" for k in step_def.extras))
+        window = {k: [] for k in window}
+        window_start, window_steps = time.time(), 0
 
-    if (FLAGS.eval_every_steps and s % FLAGS.eval_every_steps == 0) or s % steps_per_epoch == 0 or \
-        s == total_steps:
-      validate()
-    if s % FLAGS.checkpoint_every_steps == 0 or s == total_steps:
-      manager.save(checkpoint_number=s)
-      saved_at = s
-
-  for sig, handler in previous_handlers.items():
-    signal.signal(sig, handler)
+      if (FLAGS.eval_every_steps and s % FLAGS.eval_every_steps == 0) or s % steps_per_epoch == 0 or \
+          s == total_steps:
+        validate()
+      if s % FLAGS.checkpoint_every_steps == 0 or s == total_steps:
+        save(s)
+        saved_at = s
+      if preemption:
+        preemption.save_checkpoint_if_preempted()  # all workers agree on a step, save it, raise Preempted
+  except checkpointing.Preempted:
+    stop.signals = stop.signals or [signal.SIGTERM]  # a peer was stopped: this worker stops the same way
+    saved_at = s
+  except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.CancelledError,
+          tf.errors.AbortedError) as e:
+    if checkpointing.num_workers(strategy) == 1:
+      raise
+    raise SystemExit(f"error: a worker was lost near step {s} ({type(e).__name__}). Run the same command again "
+                     f"on every host: training resumes from {tf.train.latest_checkpoint(model_dir)}.") from None
+  finally:
+    stop.restore()
   if saved_at != s:  # stopped by a signal between saves
-    manager.save(checkpoint_number=s)
-  if stop_signal:
-    logging.warning("Stopped by signal %d at step %d; checkpoint %s saved. Run the same command again to "
-                    "continue.", stop_signal[0], s, manager.latest_checkpoint)
-    raise SystemExit(128 + stop_signal[0])
+    save(s)
+  if stop:
+    logging.warning("Stopped by signal %d at step %d; checkpoint %s saved. Run the same command again%s to "
+                    "continue.", stop.signals[0], s, manager.latest_checkpoint,
+                    " on every host" if preemption else "")
+    raise SystemExit(128 + stop.signals[0])
 
   # ============================================================== Export: raw strings → probabilities
-  if FLAGS.export and _is_chief(strategy):
+  if FLAGS.export and chief:
     if best_manager.latest_checkpoint:
       tf.train.Checkpoint(model=model).restore(best_manager.latest_checkpoint).expect_partial()
       logging.info("Exporting the best checkpoint %s (validation accuracy %.4f).",
@@ -254,22 +314,6 @@ def _steps_until_next_event(s, total_steps, steps_per_epoch):
 def _eta(steps_left, steps_per_sec):
   seconds = int(steps_left / max(steps_per_sec, 1e-9))
   return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
-
-
-def _is_chief(strategy):
-  """True on the one worker that writes files (as official's `is_chief`): single host, chief, or worker 0."""
-  resolver = getattr(strategy, "cluster_resolver", None)
-  task_type = resolver.task_type if resolver else None
-  return (task_type is None or task_type == "chief" or
-          (task_type == "worker" and resolver.task_id == 0 and "chief" not in resolver.cluster_spec().jobs))
-
-
-def _writable_dir(strategy, path):
-  """Checkpoints: every worker must save (saving is collective), but only the chief into the real folder."""
-  if _is_chief(strategy):
-    return path
-  resolver = strategy.cluster_resolver
-  return os.path.join(path, ".workers", f"{resolver.task_type}_{resolver.task_id}")
 
 
 def _hparam_keys():

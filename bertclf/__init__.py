@@ -12,3 +12,10 @@ if "tensorflow" in sys.modules and os.environ.get("TF_USE_LEGACY_KERAS") != "1":
   print("bertclf: TensorFlow was imported before bertclf; set TF_USE_LEGACY_KERAS=1 or import bertclf first.",
         file=sys.stderr)
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
+
+# A readable console: TensorFlow's C++ INFO and WARNING lines (oneDNN notices, "rebuild TensorFlow" hints) would
+# bury bertclf's own progress lines. Without an NVIDIA driver, TensorFlow's CUDA probe also logs "failed call to
+# cuInit" at ERROR level on every start, so there only FATAL lines are kept; TensorFlow's errors still reach the
+# user as Python exceptions. Set TF_CPP_MIN_LOG_LEVEL yourself to see everything (0).
+_has_nvidia_driver = os.path.exists("/proc/driver/nvidia/version") or os.path.exists("/dev/nvidia0")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2" if _has_nvidia_driver else "3")

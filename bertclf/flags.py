@@ -87,7 +87,9 @@ def define_model_flags():
   flags.DEFINE_enum("dropout_masks", "16bit", list(dropout.MASKS),
                     "Random numbers of the Keras Dropout layers (native encoder and head; bertclf/swaps/dropout.py): "
                     "16bit draws two elements' masks from each 32-bit random number (drop probability rate "
-                    "to within 1/65536, half the random numbers); keras is Keras's one uniform float each.")
+                    "to within 1/65536, half the random numbers); 32bit one 32-bit number each. Both are a "
+                    "function of (seed, step, layer, example, element): replicas differ, resumes are exact. "
+                    "keras: Keras's own stateful masks, for speed comparisons only (replicas share them).")
   flags.register_validator("seq_length", lambda v: v >= 3, message="--seq_length must be >= 3.")
   flags.register_multi_flags_validator(
       ["bucket_boundaries", "seq_length"], lambda d: d["bucket_boundaries"] == ["auto"] or
@@ -204,6 +206,15 @@ VARIANT_FLAGS = ("grad_accum_steps", "layer_decay", "freeze_layers", "rdrop_alph
                  "label_smoothing")
 
 
+def define_reliability_flags():
+  """What happens when training diverges (Model Garden's RecoveryCondition) or a worker is lost."""
+  flags.DEFINE_integer("recovery_max_trials", 0, "On a non-finite or exploding loss (or gradient norm), reload "
+                       "the last good checkpoint and continue with the batches after the bad one, up to N times "
+                       "in a run (TensorBoard: train/recoveries). 0: stop with an error.", lower_bound=0)
+  flags.DEFINE_float("loss_upper_bound", 1e6, "A training loss above this counts as diverged, like a NaN.",
+                     lower_bound=0.0)
+
+
 def step_options():
   """Settings of the research variants (steps, freezing, optimizer, loss), from their flags: {name: value}."""
   return {name: FLAGS[name].value for name in VARIANT_FLAGS}
@@ -215,6 +226,7 @@ def define_flags():
   define_model_flags()
   define_run_flags()
   define_train_flags()
+  define_reliability_flags()
   define_variant_flags()  # after the flags its validators read (--step, --optimizer, --freeze, --loss)
   define_eval_flags()
 

@@ -6,10 +6,13 @@ memory of batch B/k, the update of batch B. Exact, not approximate: every step v
 extras as shares of the GLOBAL batch mean (`StepContext.global_mean` divides by the global batch G whatever
 the micro-batch size) and gradients of those, so the k shares add up to the full batch's, and the counts of
 correct examples add up too. Under fp16 each micro-batch scales and unscales its own loss; an overflow in any
-of them makes the sum non-finite and the LossScaleOptimizer skips the update, as for one big batch.
+of them makes the sum non-finite and the LossScaleOptimizer skips the update, as for one big batch. Dropout
+draws the same masks as for the whole batch (bertclf/swaps/dropout.py), so with dropout on the update is the same too.
 """
 import bertclf  # noqa: F401  (selects tf_keras before TensorFlow loads)
 import tensorflow as tf
+
+from bertclf.swaps import dropout
 
 
 def accumulate(fn, extras=()):
@@ -22,8 +25,10 @@ def accumulate(fn, extras=()):
     micro_features, micro_labels = split(features, labels, k)  # {name: [k, B/k, T]}, [k, B/k]
 
     def body(i, loss, correct, grads, extra_values):
-      out_loss, out_correct, out_grads, out_extras = fn(
-          ctx, {name: t[i] for name, t in micro_features.items()}, micro_labels[i])
+      # Micro-batch i's examples sit i·B/k rows further into the global batch: same dropout masks as k = 1.
+      with dropout.rows_later(i * tf.shape(micro_labels)[1]):
+        out_loss, out_correct, out_grads, out_extras = fn(
+            ctx, {name: t[i] for name, t in micro_features.items()}, micro_labels[i])
       grads = [acc if g is None else acc + tf.convert_to_tensor(g)  # IndexedSlices → dense to accumulate
                for acc, g in zip(grads, out_grads)]
       extra_values = {name: extra_values[name] + out_extras[name] for name in extras}

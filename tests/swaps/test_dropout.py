@@ -16,7 +16,7 @@ from bertclf import model as model_lib
 @pytest.mark.parametrize("dtype", [tf.float32, tf.bfloat16])
 def test_masks_drop_at_the_rate_and_keep_the_mean(dtype):
   tf.random.set_seed(0)
-  masks = dropout.SixteenBitMasks()
+  masks = dropout.StatelessMasks(layer_id=0, bits=16)
   drop = tf.function(lambda x: masks.dropout(x, 0.1))
   x = tf.ones([2001, 1001], dtype)  # an odd number of elements: the last 32-bit draw is half used
   y1, y2 = drop(x), drop(x)
@@ -31,7 +31,7 @@ def test_masks_drop_at_the_rate_and_keep_the_mean(dtype):
 
 
 def test_gradient_is_the_forward_mask():
-  masks = dropout.SixteenBitMasks()
+  masks = dropout.StatelessMasks(layer_id=0, bits=16)
   x = tf.random.stateless_normal([64, 33], [1, 2])
   with tf.GradientTape() as tape:
     tape.watch(x)
@@ -70,3 +70,38 @@ def test_every_dropout_layer_of_a_native_classifier_uses_them(tiny_hub, tmp_path
   a = tf.train.Checkpoint(model=model).write(str(tmp_path / "a"))
   b = tf.train.Checkpoint(model=keras_model).write(str(tmp_path / "b"))
   assert tf.train.list_variables(a) == tf.train.list_variables(b)
+
+
+def _draw(x, seed=0, step=7, first_row=0, calls=1, bits=16, layer_id=3):
+  masks = dropout.StatelessMasks(layer_id=layer_id, bits=bits)
+  with dropout.masks_for_step(dropout.step_seed(seed, step), first_row):
+    return [masks.dropout(x, 0.5).numpy() != 0 for _ in range(calls)]
+
+
+@pytest.mark.parametrize("bits", [16, 32])
+def test_training_masks_are_a_function_of_seed_step_layer_call_and_global_row(bits):
+  x = tf.ones([8, 7, 3])  # 21 elements an example: rows straddle the 32-bit words and Philox's 4-word blocks
+  whole, again = _draw(x, calls=2, bits=bits)
+  np.testing.assert_array_equal(whole, _draw(x, bits=bits)[0])  # same (seed, step, ...): a resume redraws it
+  assert 0.4 < whole.mean() < 0.6 and (whole != again).mean() > 0.3  # a second call (R-Drop, FGM) differs
+  for other in (dict(step=8), dict(seed=1), dict(layer_id=4)):
+    assert (whole != _draw(x, bits=bits, **other)[0]).mean() > 0.3, other
+  # Rows 0-7 in one call are rows 0-2 and 3-7 drawn apart: an example's mask does not depend on the split.
+  parts = np.concatenate([_draw(x[:3], bits=bits)[0], _draw(x[3:], first_row=3, bits=bits)[0]])
+  np.testing.assert_array_equal(whole, parts)
+
+
+def test_two_replicas_draw_different_masks_for_the_same_examples():
+  strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+  masks = dropout.StatelessMasks(layer_id=0, bits=16)
+  x = tf.ones([4, 64])
+
+  def replica_step():  # as train.py: every replica is given the same 4 examples here
+    with dropout.masks_for_step(dropout.step_seed(0, 5), dropout.replica_first_row(4)):
+      return masks.dropout(x, 0.5)
+
+  r0, r1 = [t.numpy() != 0 for t in strategy.experimental_local_results(tf.function(
+      lambda: strategy.run(replica_step))())]
+  assert (r0 != r1).mean() > 0.3
+  # Together they are the masks of the 8-row global batch drawn on one replica.
+  np.testing.assert_array_equal(np.concatenate([r0, r1]), _draw(tf.ones([8, 64]), step=5, layer_id=0)[0])
