@@ -15,7 +15,6 @@ import json
 import os
 import time
 
-from absl import app
 from absl import flags
 from absl import logging
 import numpy as np
@@ -25,6 +24,7 @@ import tensorflow_text  # noqa: F401  (the export's tokenizer ops)
 from bertclf import data
 from bertclf import distribute
 from bertclf import encoders
+from bertclf import errors
 from bertclf import evaluation
 from bertclf import flags as bertclf_flags
 from bertclf.swaps import losses
@@ -92,13 +92,16 @@ def main(_):
   saved = _wait_for_run_config() if FLAGS.watch else run_config.read(FLAGS.model_dir)
   cfg = bertclf_flags.with_run_config(saved)
   if not FLAGS.export_dir and not saved:
-    raise ValueError(f"--model_dir={FLAGS.model_dir} has no config.json: it is not a train.py run. Pass the "
+    raise errors.UserError(f"--model_dir={FLAGS.model_dir} has no config.json: it is not a train.py run. Pass the "
                      "--model_dir of a training run, or --export_dir=<export> to use an exported model.")
   if saved:  # flags given now must describe the same model as the run's checkpoints
     now = dict(saved, seq_length=cfg["seq_length"], head=cfg["head"], loss=cfg["loss"],
                encoder_impl=cfg["encoder_impl"],
                encoder_handle=encoders.resolve(cfg["encoder"], cfg["preprocess"]).encoder)
-    run_config.check_compatible(saved, now, f"--model_dir={FLAGS.model_dir}")
+    try:
+      run_config.check_compatible(saved, now, f"--model_dir={FLAGS.model_dir}")
+    except ValueError as err:  # the refusal names the flags and the fix: a user error, not a bug
+      raise errors.UserError(str(err)) from None
 
   # ============================================================== Prediction
   if FLAGS.predict or FLAGS.predict_file:
@@ -117,11 +120,11 @@ def main(_):
   text_data = data.load_text_data(cfg["dataset"], **bertclf_flags.data_kwargs(cfg))
   split = getattr(text_data, FLAGS.split)
   if split is None or len(split) == 0:
-    raise ValueError(f"{text_data.source} has no {FLAGS.split} split. Pick --split=validation, or give the "
+    raise errors.UserError(f"{text_data.source} has no {FLAGS.split} split. Pick --split=validation, or give the "
                      "data a test split (--test_file, a test/ folder, or --test_fraction).")
   expected_classes = saved["class_names"] if saved else None
   if expected_classes and text_data.class_names != expected_classes:
-    raise ValueError(f"The data's classes {text_data.class_names} differ from the run's {expected_classes} "
+    raise errors.UserError(f"The data's classes {text_data.class_names} differ from the run's {expected_classes} "
                      f"(in {FLAGS.model_dir}/config.json); pass the data the model was trained on, or "
                      "--class_names in the run's order.")
 
@@ -130,7 +133,7 @@ def main(_):
   if FLAGS.export_dir:
     scorer = ExportScorer(FLAGS.export_dir)
     if scorer.class_names != text_data.class_names:
-      raise ValueError(f"{FLAGS.export_dir} predicts {scorer.class_names}; the data has "
+      raise errors.UserError(f"{FLAGS.export_dir} predicts {scorer.class_names}; the data has "
                        f"{text_data.class_names}. Score it on data with the same classes.")
     metrics, probs = scorer.score(split)
     _report(out_dir, split, metrics, probs, step=None, source=FLAGS.export_dir, text_data=text_data,
@@ -170,10 +173,10 @@ def _wait_for_run_config():
 def _checkpoint_path():
   path = FLAGS.checkpoint or tf.train.latest_checkpoint(FLAGS.model_dir)
   if not path:
-    raise ValueError(f"No checkpoint in --model_dir={FLAGS.model_dir}. Train first (train.py --model_dir=...), "
+    raise errors.UserError(f"No checkpoint in --model_dir={FLAGS.model_dir}. Train first (train.py --model_dir=...), "
                      "pass --checkpoint=<path>, or --export_dir=<export>.")
   if not tf.io.gfile.exists(path + ".index"):
-    raise ValueError(f"--checkpoint={path}: no such checkpoint (expected {path}.index).")
+    raise errors.UserError(f"--checkpoint={path}: no such checkpoint (expected {path}.index).")
   return path
 
 
@@ -213,19 +216,19 @@ def _read_predict_file(path, text_column):
       try:
         line = raw.decode("utf-8").rstrip("\r\n")
       except UnicodeDecodeError as err:
-        raise ValueError(f"{path}:{number}: not UTF-8 ({err.reason} at byte {err.start}); re-save the file as "
+        raise errors.UserError(f"{path}:{number}: not UTF-8 ({err.reason} at byte {err.start}); re-save the file as "
                          "UTF-8.") from err
       if path.endswith(".jsonl") and line.strip():
         try:
           line = json.loads(line)[text_column]
         except (ValueError, KeyError, TypeError) as err:
-          raise ValueError(f"{path}:{number}: expected a JSON object with key {text_column!r} "
+          raise errors.UserError(f"{path}:{number}: expected a JSON object with key {text_column!r} "
                            "(--text_column).") from err
       if not str(line).strip():
-        raise ValueError(f"{path}:{number}: empty text; remove the line or put a text on it.")
+        raise errors.UserError(f"{path}:{number}: empty text; remove the line or put a text on it.")
       texts.append(str(line))
   if not texts:
-    raise ValueError(f"--predict_file={path} holds no texts.")
+    raise errors.UserError(f"--predict_file={path} holds no texts.")
   return texts
 
 
@@ -244,4 +247,4 @@ def _write_predictions(texts, probs, class_names, source):
 
 if __name__ == "__main__":
   bertclf_flags.define_flags()
-  app.run(main)
+  errors.run(main)

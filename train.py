@@ -13,7 +13,6 @@ import functools
 import signal
 import time
 
-from absl import app
 from absl import flags
 from absl import logging
 import numpy as np
@@ -23,6 +22,7 @@ from bertclf import data
 from bertclf import distribute
 from bertclf.swaps import dropout
 from bertclf import encoders
+from bertclf import errors
 from bertclf import evaluation
 from bertclf import export as export_lib
 from bertclf import flags as bertclf_flags
@@ -46,12 +46,12 @@ def main(argv):
   G = FLAGS.batch_size  # pylint: disable=invalid-name
   for name, size in (("batch_size", G), ("eval_batch_size", bertclf_flags.eval_batch_size())):
     if size % num_replicas:
-      raise ValueError(f"--{name}={size} is a global batch and must divide by the {num_replicas} replicas.")
+      raise errors.UserError(f"--{name}={size} is a global batch and must divide by the {num_replicas} replicas.")
   distribute.set_precision(FLAGS.dtype)
   tf.random.set_seed(FLAGS.seed)
   handles = encoders.resolve(FLAGS.encoder, FLAGS.preprocess)
   if handles.max_seq_length and FLAGS.seq_length > handles.max_seq_length:
-    raise ValueError(f"--seq_length={FLAGS.seq_length} exceeds the encoder's maximum of "
+    raise errors.UserError(f"--seq_length={FLAGS.seq_length} exceeds the encoder's maximum of "
                      f"{handles.max_seq_length} positions.")
   model_dir = FLAGS.model_dir
 
@@ -62,7 +62,7 @@ def main(argv):
   num_classes = len(text_data.class_names)
   loss_def = losses.LOSSES[FLAGS.loss]
   if (problem := loss_def.check(num_classes)):
-    raise ValueError(problem)
+    raise errors.UserError(problem)
   preprocess = encoders.load_preprocess(handles)
   train_data = pipeline.tokenize(text_data.train, preprocess, FLAGS.seq_length, FLAGS.tokenize_batch_size)
   val_data = pipeline.tokenize(text_data.validation, preprocess, FLAGS.seq_length, FLAGS.tokenize_batch_size)
@@ -279,4 +279,4 @@ def _hparam_keys():
 
 if __name__ == "__main__":
   bertclf_flags.define_flags()
-  app.run(main)
+  errors.run(main)

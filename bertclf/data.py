@@ -42,6 +42,8 @@ import urllib.request
 
 import numpy as np
 
+from bertclf import errors
+
 IMDB_URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
 
 # Per socket operation; short, so a machine without internet fails in seconds instead of hanging.
@@ -53,7 +55,7 @@ _INT_RE = re.compile(r"-?[0-9]+")
 _log = logging.getLogger(__name__)
 
 
-class DataError(ValueError):
+class DataError(errors.UserError):
   """Bad input data or data options; the message names the file (and line) and the fix."""
 
 

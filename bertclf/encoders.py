@@ -12,6 +12,7 @@ import tensorflow as tf
 import tensorflow_hub as hub
 import tensorflow_text  # noqa: F401  (registers the ops the preprocessing SavedModels use)
 
+from bertclf import errors
 from bertclf import native
 
 DEFAULT_ENCODER = "small_bert/bert_en_uncased_L-4_H-512_A-8"
@@ -61,50 +62,59 @@ def _read_local_config(encoder_path):
 
 
 def resolve(encoder, preprocess=None):
-  """--encoder/--preprocess → Handles. Raises ValueError that says what to pass when it cannot decide."""
+  """--encoder/--preprocess → Handles. Raises UserError that says what to pass when it cannot decide."""
   if encoder in ENCODERS:
     enc, pre = ENCODERS[encoder]
     return Handles(enc, preprocess or pre, encoder)
   if encoder.startswith(("http://", "https://", "gs://")):
     by_url = {e: p for e, p in ENCODERS.values()}
     if preprocess is None and encoder not in by_url:
-      raise ValueError(f"--encoder={encoder} is not in the table of known encoders, so its preprocessing "
+      raise errors.UserError(f"--encoder={encoder} is not in the table of known encoders, so its preprocessing "
                        "model is unknown; pass --preprocess=<handle or path>.")
     return Handles(encoder, preprocess or by_url[encoder], encoder)
   path = os.path.expanduser(encoder)
   if not tf.io.gfile.exists(path):
-    raise ValueError(f"--encoder={encoder} is neither a known short name ({len(ENCODERS)} in "
+    raise errors.UserError(f"--encoder={encoder} is neither a known short name ({len(ENCODERS)} in "
                      "bertclf/encoders.py, e.g. " + DEFAULT_ENCODER + "), a URL, nor an existing path.")
   if tf.io.gfile.exists(os.path.join(path, "encoder", "saved_model.pb")):
     path = os.path.join(path, "encoder")   # a folder with encoder/ and preprocess/ side by side
   if not tf.io.gfile.exists(os.path.join(path, "saved_model.pb")):
-    raise ValueError(f"--encoder={encoder}: no saved_model.pb in {path}; pass a TF Hub-format encoder "
+    raise errors.UserError(f"--encoder={encoder}: no saved_model.pb in {path}; pass a TF Hub-format encoder "
                      "SavedModel or a folder holding encoder/ and preprocess/.")
   if preprocess is None:
     sibling = os.path.join(os.path.dirname(os.path.normpath(path)), "preprocess")
     if not tf.io.gfile.exists(os.path.join(sibling, "saved_model.pb")):
-      raise ValueError(f"--encoder={encoder}: no preprocess/ SavedModel next to it; pass --preprocess.")
+      raise errors.UserError(f"--encoder={encoder}: no preprocess/ SavedModel next to it; pass --preprocess.")
     preprocess = sibling
   return Handles(path, preprocess, encoder, _read_local_config(path))
 
 
-def _unreachable(handle, err):
-  return OSError(
-      f"Could not load {handle}: {type(err).__name__}: {err}\n"
-      "Without internet, TF Hub handles cannot be downloaded. Either pass a local path (--encoder=/path/to/"
-      "saved_model_dir and --preprocess=/path/to/preprocess_dir, e.g. written by `python -m "
-      "bertclf.tools.convert_bert` or `python -m bertclf.tools.hub_export`), or set TFHUB_CACHE_DIR to a folder that "
-      "already holds the downloaded module (copied from a machine with internet).")
+def _is_remote(handle):
+  return handle.startswith(("http://", "https://", "gs://"))
 
 
-def _load(handle, load_fn):
+def _unreachable(handle, flag, err):
+  """The error for a handle that did not load: offline advice for a URL, the path's problem for a local path."""
+  detail = f"{type(err).__name__}: {(str(err).splitlines() or [''])[0]}"  # TF's messages run to many lines
+  if not _is_remote(handle):
+    return errors.UserError(
+        f"{flag}={handle}: could not load this local SavedModel ({detail}). Check the path: it must be a TF "
+        "Hub-format SavedModel folder (with saved_model.pb), e.g. written by `python -m bertclf.tools.hub_export`.")
+  return errors.UserError(
+      f"{flag}={handle}: could not load it ({detail}). Without internet, TF Hub handles cannot be downloaded. "
+      "Either pass a local path (--encoder=/path/to/saved_model_dir and --preprocess=/path/to/preprocess_dir, e.g. "
+      "written by `python -m bertclf.tools.convert_bert` or `python -m bertclf.tools.hub_export`), or set "
+      "TFHUB_CACHE_DIR to a folder that already holds the downloaded module (copied from a machine with internet).")
+
+
+def _load(handle, load_fn, flag):
   try:
     return load_fn(handle)
   except (OSError, ValueError, tf.errors.OpError) as err:
-    raise _unreachable(handle, err) from err
+    raise _unreachable(handle, flag, err) from err
   except Exception as err:  # urllib raises a zoo of errors offline (URLError, socket.gaierror, ...)
     if "urlopen" in repr(err) or "resolve" in str(err).lower() or "connect" in str(err).lower():
-      raise _unreachable(handle, err) from err
+      raise _unreachable(handle, flag, err) from err
     raise
 
 
@@ -117,12 +127,12 @@ def load_encoder_layer(handles, trainable=True, impl="hub", cls_only=False):
   computes the [CLS] row alone, so pooled_output is the same and sequence_output is [B, 1, H].
   """
   if impl == "native":
-    encoder = native.load_encoder(lambda h: _load(h, hub.load), handles, trainable, cls_only)
+    encoder = native.load_encoder(lambda h: _load(h, hub.load, "--encoder"), handles, trainable, cls_only)
     if encoder is not None:
       return encoder
-  return _load(handles.encoder, lambda h: hub.KerasLayer(h, trainable=trainable, name="encoder"))
+  return _load(handles.encoder, lambda h: hub.KerasLayer(h, trainable=trainable, name="encoder"), "--encoder")
 
 
 def load_preprocess(handles):
   """The preprocessing SavedModel (callable, with .tokenize and .bert_pack_inputs)."""
-  return _load(handles.preprocess, hub.load)
+  return _load(handles.preprocess, hub.load, "--preprocess")

@@ -114,6 +114,8 @@ def define_run_flags():
   flags.DEFINE_integer("batch_size", 32, "GLOBAL batch size, split evenly over the replicas.")
   flags.DEFINE_integer("eval_batch_size", None, "Global eval batch; default --batch_size.")
   flags.DEFINE_bool("jit_compile", False, "XLA-compile the forward/backward pass.")
+  flags.DEFINE_bool("verbose_errors", False, "Print the Python traceback of a user error (bad data, flag, path, "
+                    "resume or handle) too; by default it is one 'error: ...' line and exit status 2.")
   flags.register_validator("batch_size", lambda v: v >= 1, message="--batch_size must be >= 1.")
   flags.register_validator("num_cpu_devices", lambda v: v >= 1, message="--num_cpu_devices must be >= 1.")
   flags.register_multi_flags_validator(
