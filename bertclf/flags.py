@@ -39,6 +39,9 @@ def define_data_flags():
                      "has no validation split (the tutorial's 0.2 with seed 42).")
   flags.DEFINE_float("test_fraction", 0.0, "Fraction held out for test when the source has no test split.")
   flags.DEFINE_bool("drop_duplicates", False, "Drop exact duplicate texts before splitting (count reported).")
+  flags.DEFINE_bool("tsv_quoting", False, "Read .tsv files with CSV-style double quotes (a quoted field may hold "
+                    "tabs and line breaks). Default: fields are read literally, every tab and line break delimits, "
+                    "so a stray quote cannot merge rows.")
   flags.DEFINE_integer("data_seed", 42, "Seed of the train/validation(/test) split.")
   flags.DEFINE_integer("tokenize_batch_size", 256, "Texts per call of the preprocessing model in tf.data.")
   flags.DEFINE_list("bucket_boundaries", [], "Length bucketing: batches of similar lengths, each padded only to "
@@ -242,12 +245,12 @@ def data_kwargs(values=None):
               text_column=v["text_column"], label_column=v["label_column"], class_names=v["class_names"],
               encoding=v["encoding"], encoding_errors=v["encoding_errors"],
               validation_fraction=v["validation_fraction"], test_fraction=v["test_fraction"],
-              drop_duplicates=v["drop_duplicates"], seed=v["data_seed"])
+              drop_duplicates=v["drop_duplicates"], seed=v["data_seed"], tsv_quoting=v["tsv_quoting"])
 
 
 _DATA_FLAGS = ("data_cache_dir", "validation_file", "test_file", "text_column", "label_column", "class_names",
                "encoding", "encoding_errors", "validation_fraction", "test_fraction", "drop_duplicates",
-               "data_seed")
+               "data_seed", "tsv_quoting")
 
 
 def with_run_config(saved):
