@@ -31,6 +31,7 @@ from bertclf.swaps import losses
 from bertclf import model as model_lib
 from bertclf import pipeline
 from bertclf import run_config
+from bertclf import splits
 from bertclf import summaries
 
 FLAGS = flags.FLAGS
@@ -119,9 +120,11 @@ def main(_):
   # ============================================================== Data: the split to score
   text_data = data.load_text_data(cfg["dataset"], **bertclf_flags.data_kwargs(cfg))
   split = getattr(text_data, FLAGS.split)
+  # The run's record of its splits: in --model_dir, or beside --export_dir=<run>/export.
+  record_dir = FLAGS.model_dir if saved else os.path.dirname(os.path.normpath(FLAGS.export_dir))
   if split is None or len(split) == 0:
-    raise errors.UserError(f"{text_data.source} has no {FLAGS.split} split. Pick --split=validation, or give the "
-                     "data a test split (--test_file, a test/ folder, or --test_fraction).")
+    raise errors.UserError(f"{text_data.source} has no {FLAGS.split} split. {_held_out_advice(record_dir)}")
+  splits.check_not_trained_on(record_dir, FLAGS.split, split, _held_out_advice(record_dir))
   expected_classes = saved["class_names"] if saved else None
   if expected_classes and text_data.class_names != expected_classes:
     raise errors.UserError(f"The data's classes {text_data.class_names} differ from the run's {expected_classes} "
@@ -168,6 +171,18 @@ def _wait_for_run_config():
   while (saved := run_config.read(FLAGS.model_dir)) is None and time.time() < deadline:
     time.sleep(1)
   return saved
+
+
+def _held_out_advice(record_dir):
+  """What to score instead of a split the run saw: only routes that cannot overlap its training data."""
+  record = splits.read(record_dir)
+  if record and "test" in record["splits"]:
+    return ("Score the test split the run held out: give eval.py the run's data flags (its config.json supplies "
+            "them when they are left out).")
+  return ("The run held out no test split, so every example of its data was in its training or validation "
+          "split. Score a separate test set: --test_file=<file> for a .csv/.tsv/.jsonl dataset, or a test/ folder "
+          "beside train/, with texts the run did not train on; or train a run that holds one out (train.py "
+          "--test_fraction).")
 
 
 def _checkpoint_path():

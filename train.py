@@ -32,6 +32,7 @@ from bertclf import model as model_lib
 from bertclf.swaps import optim
 from bertclf import pipeline
 from bertclf import run_config
+from bertclf import splits
 from bertclf.swaps import steps
 from bertclf import summaries
 
@@ -83,8 +84,10 @@ def main(argv):
   saved = run_config.read(model_dir)
   if saved and tf.train.latest_checkpoint(model_dir):
     run_config.check_compatible(saved, config, f"--model_dir={model_dir}")
+  data_record = splits.check_same_data(model_dir, splits.fingerprints(text_data), FLAGS.resume_on_new_data)
   if _is_chief(strategy):
     run_config.write(model_dir, config)
+    splits.write(model_dir, data_record)
   for k in sorted(config):
     logging.info("config %s = %s", k, config[k])
 

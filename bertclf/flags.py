@@ -141,6 +141,8 @@ def define_train_flags():
   flags.DEFINE_integer("eval_every_steps", 0, "Validate every N steps (0: only at epoch ends).")
   flags.DEFINE_integer("checkpoint_every_steps", 500, "Save a checkpoint every N steps (and at the end).")
   flags.DEFINE_integer("max_to_keep", 3, "Checkpoints kept (the best one is kept apart in <model_dir>/best).")
+  flags.DEFINE_bool("resume_on_new_data", False, "Continue the checkpoints in --model_dir on train/validation "
+                    "examples other than the ones they were trained on (refused by default; see bertclf/splits.py).")
   flags.DEFINE_bool("export", True, "Write <model_dir>/export (raw strings in, probabilities out) at the end.")
   for name in ("steps_per_loop", "log_every_steps", "summary_every_steps", "checkpoint_every_steps",
                "max_to_keep", "epochs"):
