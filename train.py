@@ -29,6 +29,7 @@ from bertclf import flags as bertclf_flags
 from bertclf.variants import freezing
 from bertclf.swaps import losses
 from bertclf import model as model_lib
+from bertclf import paths
 from bertclf.swaps import optim
 from bertclf import pipeline
 from bertclf import run_config
@@ -41,6 +42,7 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
+  paths.check_writable_dir("--model_dir", FLAGS.model_dir)  # a file, read-only or full disk: before any slow work
   # ============================================================== Setup: strategy, precision, encoder, config
   strategy = distribute.get_strategy(FLAGS.strategy, FLAGS.num_gpus, FLAGS.num_cpu_devices)
   num_replicas = strategy.num_replicas_in_sync

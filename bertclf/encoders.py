@@ -4,6 +4,7 @@
 clear error when a handle cannot be reached (no internet, a wrong path).
 """
 import dataclasses
+import functools
 import json
 import os
 
@@ -11,6 +12,7 @@ import bertclf  # noqa: F401  (selects tf_keras before TensorFlow loads)
 import tensorflow as tf
 import tensorflow_hub as hub
 import tensorflow_text  # noqa: F401  (registers the ops the preprocessing SavedModels use)
+from tensorflow.core.protobuf import saved_model_pb2
 
 from bertclf import errors
 from bertclf import native
@@ -49,7 +51,54 @@ class Handles:
 
   @property
   def max_seq_length(self):
-    return (self.config or {}).get("max_position_embeddings")
+    """Positions the encoder has: from its config, else from its SavedModel's position-embedding table (a TF Hub
+    URL is downloaded into the TF Hub cache for this, as loading it would); None if it has no such table."""
+    if self.config:
+      return self.config.get("max_position_embeddings")
+    path = self.encoder if not _is_remote(self.encoder) else _load(self.encoder, hub.resolve, "--encoder")
+    return position_table_length(path)
+
+
+def saved_model_objects(path):
+  """(names of the root object's attributes, {variable name: shape}) of the SavedModel at `path`, read from its
+  saved_model.pb alone (no graph is loaded: milliseconds). Both are empty for a TF1 Hub module."""
+  proto = saved_model_pb2.SavedModel()
+  with tf.io.gfile.GFile(os.path.join(path, "saved_model.pb"), "rb") as f:
+    proto.ParseFromString(f.read())
+  graph = proto.meta_graphs[0].object_graph_def if proto.meta_graphs else None
+  if graph is None or not graph.nodes:
+    return set(), {}
+  attributes = {child.local_name for child in graph.nodes[0].children}
+  variables = {node.variable.name: [d.size for d in node.variable.shape.dim] for node in graph.nodes
+               if node.WhichOneof("kind") == "variable"}
+  return attributes, variables
+
+
+@functools.lru_cache(maxsize=None)
+def position_table_length(path):
+  """Rows of the position-embedding table ([max positions, width]) of the encoder SavedModel at `path`, or None."""
+  _, variables = saved_model_objects(path)
+  lengths = {shape[0] for name, shape in variables.items()
+             if "position" in name and "embedding" in name and len(shape) == 2}
+  return lengths.pop() if len(lengths) == 1 else None
+
+
+def _is_preprocessing(path):
+  return "bert_pack_inputs" in saved_model_objects(path)[0]
+
+
+def _check_roles(encoder_flag, encoder_path, preprocess):
+  """An encoder given as --preprocess, or a preprocessing model as --encoder, fails deep inside TensorFlow
+  ("Could not find matching concrete function"): name the swap here instead."""
+  if _is_preprocessing(encoder_path):
+    raise errors.UserError(f"{encoder_flag}: {encoder_path} is a preprocessing model (it has tokenize and "
+                           "bert_pack_inputs), not an encoder. Pass it as --preprocess, and give --encoder the "
+                           "encoder SavedModel.")
+  if (preprocess and not _is_remote(preprocess) and tf.io.gfile.exists(os.path.join(preprocess, "saved_model.pb"))
+      and not _is_preprocessing(preprocess)):
+    raise errors.UserError(f"--preprocess={preprocess} is not a preprocessing model (it has no bert_pack_inputs"
+                           + ("; it looks like an encoder" if position_table_length(preprocess) else "")
+                           + "). Pass the preprocessing SavedModel that matches the encoder (its tokenizer).")
 
 
 def _read_local_config(encoder_path):
@@ -70,22 +119,23 @@ def resolve(encoder, preprocess=None):
     by_url = {e: p for e, p in ENCODERS.values()}
     if preprocess is None and encoder not in by_url:
       raise errors.UserError(f"--encoder={encoder} is not in the table of known encoders, so its preprocessing "
-                       "model is unknown; pass --preprocess=<handle or path>.")
+                             "model is unknown; pass --preprocess=<handle or path>.")
     return Handles(encoder, preprocess or by_url[encoder], encoder)
   path = os.path.expanduser(encoder)
   if not tf.io.gfile.exists(path):
     raise errors.UserError(f"--encoder={encoder} is neither a known short name ({len(ENCODERS)} in "
-                     "bertclf/encoders.py, e.g. " + DEFAULT_ENCODER + "), a URL, nor an existing path.")
+                           "bertclf/encoders.py, e.g. " + DEFAULT_ENCODER + "), a URL, nor an existing path.")
   if tf.io.gfile.exists(os.path.join(path, "encoder", "saved_model.pb")):
     path = os.path.join(path, "encoder")   # a folder with encoder/ and preprocess/ side by side
   if not tf.io.gfile.exists(os.path.join(path, "saved_model.pb")):
     raise errors.UserError(f"--encoder={encoder}: no saved_model.pb in {path}; pass a TF Hub-format encoder "
-                     "SavedModel or a folder holding encoder/ and preprocess/.")
+                           "SavedModel or a folder holding encoder/ and preprocess/.")
   if preprocess is None:
     sibling = os.path.join(os.path.dirname(os.path.normpath(path)), "preprocess")
     if not tf.io.gfile.exists(os.path.join(sibling, "saved_model.pb")):
       raise errors.UserError(f"--encoder={encoder}: no preprocess/ SavedModel next to it; pass --preprocess.")
     preprocess = sibling
+  _check_roles(f"--encoder={encoder}", path, preprocess)
   return Handles(path, preprocess, encoder, _read_local_config(path))
 
 

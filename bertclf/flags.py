@@ -151,6 +151,8 @@ def define_train_flags():
   flags.register_validator("warmup_fraction", lambda v: 0.0 <= v < 1.0,
                            message="--warmup_fraction must be in [0, 1).")
   flags.register_validator("learning_rate", lambda v: v > 0, message="--learning_rate must be > 0.")
+  flags.register_validator("train_steps", lambda v: v is None or v >= 1,
+                           message="--train_steps must be >= 1 (leave it out to train for --epochs).")
 
 
 def define_eval_flags():
@@ -164,6 +166,8 @@ def define_eval_flags():
   flags.DEFINE_string("predict_file", None, "File of texts to classify: one per line, or JSONL with --text_column.")
   flags.DEFINE_string("predict_output", None, "Write predictions here as JSONL (default: print them).")
   flags.DEFINE_bool("plots", True, "Write PNG plots into <model_dir>/plots.")
+  flags.register_validator("predict", lambda v: not v or all(t.strip() for t in v),
+                           message="--predict was given an empty text; pass a text to classify.")
   flags.register_validator("watch_timeout", lambda v: v > 0, message="--watch_timeout must be > 0.")
   flags.register_multi_flags_validator(
       ["watch", "export_dir"], lambda d: not (d["watch"] and d["export_dir"]),
