@@ -181,8 +181,8 @@ def define_variant_flags():
                        "after another, and make one update from their summed gradients: the update of "
                        "--batch_size at the activation memory of --batch_size / grad_accum_steps. Any --step.")
   flags.DEFINE_float("layer_decay", 1.0, "--optimizer=adamw_llrd: layer-wise learning-rate decay d (ELECTRA): "
-                     "the head gets the learning rate, transformer layer l of L gets lr*d^(L+1-l), the "
-                     "embeddings lr*d^(L+2) (bertclf/variants/llrd.py).")
+                     "the head and pooler get the learning rate lr, transformer layer l = 1..L gets lr*d^(L-l) (the "
+                     "top layer lr), the embeddings lr*d^L (bertclf/variants/llrd.py).")
   flags.DEFINE_integer("freeze_layers", 0, "--freeze=embeddings_and_layers: also freeze transformer layers "
                        "0 .. freeze_layers-1.")
   flags.DEFINE_float("rdrop_alpha", 0.0, "--step=rdrop: weight alpha of the symmetric KL between two dropout "
