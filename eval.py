@@ -15,7 +15,6 @@ import json
 import os
 import time
 
-from absl import app
 from absl import flags
 from absl import logging
 import numpy as np
@@ -25,12 +24,15 @@ import tensorflow_text  # noqa: F401  (the export's tokenizer ops)
 from bertclf import data
 from bertclf import distribute
 from bertclf import encoders
+from bertclf import errors
 from bertclf import evaluation
 from bertclf import flags as bertclf_flags
 from bertclf.swaps import losses
 from bertclf import model as model_lib
+from bertclf import paths
 from bertclf import pipeline
 from bertclf import run_config
+from bertclf import splits
 from bertclf import summaries
 
 FLAGS = flags.FLAGS
@@ -74,6 +76,7 @@ class ExportScorer:
   """An exported SavedModel (raw strings → probabilities); needs nothing from bertclf to run."""
 
   def __init__(self, export_dir):
+    _check_export_dir(export_dir)
     loaded = tf.saved_model.load(export_dir)
     self.serve = loaded.signatures["serving_default"]
     self.class_names = [c.decode() for c in loaded.classes().numpy()]
@@ -89,16 +92,20 @@ class ExportScorer:
 
 
 def main(_):
+  paths.check_writable_file("--predict_output", FLAGS.predict_output)  # before minutes of loading and predicting
   saved = _wait_for_run_config() if FLAGS.watch else run_config.read(FLAGS.model_dir)
   cfg = bertclf_flags.with_run_config(saved)
   if not FLAGS.export_dir and not saved:
-    raise ValueError(f"--model_dir={FLAGS.model_dir} has no config.json: it is not a train.py run. Pass the "
-                     "--model_dir of a training run, or --export_dir=<export> to use an exported model.")
+    raise errors.UserError(f"--model_dir={FLAGS.model_dir} has no config.json: it is not a train.py run. Pass the "
+                           "--model_dir of a training run, or --export_dir=<export> to use an exported model.")
   if saved:  # flags given now must describe the same model as the run's checkpoints
     now = dict(saved, seq_length=cfg["seq_length"], head=cfg["head"], loss=cfg["loss"],
                encoder_impl=cfg["encoder_impl"],
                encoder_handle=encoders.resolve(cfg["encoder"], cfg["preprocess"]).encoder)
-    run_config.check_compatible(saved, now, f"--model_dir={FLAGS.model_dir}")
+    try:
+      run_config.check_compatible(saved, now, f"--model_dir={FLAGS.model_dir}")
+    except ValueError as err:  # the refusal names the flags and the fix: a user error, not a bug
+      raise errors.UserError(str(err)) from None
 
   # ============================================================== Prediction
   if FLAGS.predict or FLAGS.predict_file:
@@ -116,22 +123,24 @@ def main(_):
   # ============================================================== Data: the split to score
   text_data = data.load_text_data(cfg["dataset"], **bertclf_flags.data_kwargs(cfg))
   split = getattr(text_data, FLAGS.split)
+  # The run's record of its splits: in --model_dir, or beside --export_dir=<run>/export.
+  record_dir = FLAGS.model_dir if saved else os.path.dirname(os.path.normpath(FLAGS.export_dir))
   if split is None or len(split) == 0:
-    raise ValueError(f"{text_data.source} has no {FLAGS.split} split. Pick --split=validation, or give the "
-                     "data a test split (--test_file, a test/ folder, or --test_fraction).")
+    raise errors.UserError(f"{text_data.source} has no {FLAGS.split} split. {_held_out_advice(record_dir)}")
+  splits.check_not_trained_on(record_dir, FLAGS.split, split, _held_out_advice(record_dir))
   expected_classes = saved["class_names"] if saved else None
   if expected_classes and text_data.class_names != expected_classes:
-    raise ValueError(f"The data's classes {text_data.class_names} differ from the run's {expected_classes} "
-                     f"(in {FLAGS.model_dir}/config.json); pass the data the model was trained on, or "
-                     "--class_names in the run's order.")
+    raise errors.UserError(f"The data's classes {text_data.class_names} differ from the run's {expected_classes} "
+                           f"(in {FLAGS.model_dir}/config.json); pass the data the model was trained on, or "
+                           "--class_names in the run's order.")
 
   # ============================================================== Score: export, one checkpoint, or --watch
   out_dir = FLAGS.model_dir if saved or not FLAGS.export_dir else FLAGS.export_dir
   if FLAGS.export_dir:
     scorer = ExportScorer(FLAGS.export_dir)
     if scorer.class_names != text_data.class_names:
-      raise ValueError(f"{FLAGS.export_dir} predicts {scorer.class_names}; the data has "
-                       f"{text_data.class_names}. Score it on data with the same classes.")
+      raise errors.UserError(f"{FLAGS.export_dir} predicts {scorer.class_names}; the data has "
+                             f"{text_data.class_names}. Score it on data with the same classes.")
     metrics, probs = scorer.score(split)
     _report(out_dir, split, metrics, probs, step=None, source=FLAGS.export_dir, text_data=text_data,
             encoder=(saved or {}).get("encoder_handle"))
@@ -159,6 +168,20 @@ def main(_):
   logging.warning("No new checkpoint in %d s (--watch_timeout); stopping.", FLAGS.watch_timeout)
 
 
+def _check_export_dir(export_dir):
+  """A run folder or an encoder given as --export_dir fails inside TensorFlow with an error that names neither."""
+  if not tf.io.gfile.exists(os.path.join(export_dir, "saved_model.pb")):
+    if run_config.read(export_dir) is not None:
+      raise errors.UserError(f"--export_dir={export_dir} is a training run's folder; pass its export: "
+                             f"--export_dir={os.path.join(export_dir, 'export')} (or --model_dir={export_dir} to "
+                             "use its checkpoints).")
+    raise errors.UserError(f"--export_dir={export_dir}: no saved_model.pb there. Pass the export/ folder that "
+                           "train.py writes into its --model_dir.")
+  if "classes" not in encoders.saved_model_objects(export_dir)[0]:
+    raise errors.UserError(f"--export_dir={export_dir} is a SavedModel but not a train.py export (it has no "
+                           "classes()); an encoder goes to --encoder. Pass <model_dir>/export of a training run.")
+
+
 def _wait_for_run_config():
   """--watch may start before train.py has written <model_dir>/config.json: wait for it."""
   deadline = time.time() + FLAGS.watch_timeout
@@ -167,13 +190,25 @@ def _wait_for_run_config():
   return saved
 
 
+def _held_out_advice(record_dir):
+  """What to score instead of a split the run saw: only routes that cannot overlap its training data."""
+  record = splits.read(record_dir)
+  if record and "test" in record["splits"]:
+    return ("Score the test split the run held out: give eval.py the run's data flags (its config.json supplies "
+            "them when they are left out).")
+  return ("The run held out no test split, so every example of its data was in its training or validation "
+          "split. Score a separate test set: --test_file=<file> for a .csv/.tsv/.jsonl dataset, or a test/ folder "
+          "beside train/, with texts the run did not train on; or train a run that holds one out (train.py "
+          "--test_fraction).")
+
+
 def _checkpoint_path():
   path = FLAGS.checkpoint or tf.train.latest_checkpoint(FLAGS.model_dir)
   if not path:
-    raise ValueError(f"No checkpoint in --model_dir={FLAGS.model_dir}. Train first (train.py --model_dir=...), "
-                     "pass --checkpoint=<path>, or --export_dir=<export>.")
+    raise errors.UserError(f"No checkpoint in --model_dir={FLAGS.model_dir}. Train first (train.py --model_dir=...), "
+                           "pass --checkpoint=<path>, or --export_dir=<export>.")
   if not tf.io.gfile.exists(path + ".index"):
-    raise ValueError(f"--checkpoint={path}: no such checkpoint (expected {path}.index).")
+    raise errors.UserError(f"--checkpoint={path}: no such checkpoint (expected {path}.index).")
   return path
 
 
@@ -213,19 +248,19 @@ def _read_predict_file(path, text_column):
       try:
         line = raw.decode("utf-8").rstrip("\r\n")
       except UnicodeDecodeError as err:
-        raise ValueError(f"{path}:{number}: not UTF-8 ({err.reason} at byte {err.start}); re-save the file as "
-                         "UTF-8.") from err
+        raise errors.UserError(f"{path}:{number}: not UTF-8 ({err.reason} at byte {err.start}); re-save the file as "
+                               "UTF-8.") from err
       if path.endswith(".jsonl") and line.strip():
         try:
           line = json.loads(line)[text_column]
         except (ValueError, KeyError, TypeError) as err:
-          raise ValueError(f"{path}:{number}: expected a JSON object with key {text_column!r} "
-                           "(--text_column).") from err
+          raise errors.UserError(f"{path}:{number}: expected a JSON object with key {text_column!r} "
+                                 "(--text_column).") from err
       if not str(line).strip():
-        raise ValueError(f"{path}:{number}: empty text; remove the line or put a text on it.")
+        raise errors.UserError(f"{path}:{number}: empty text; remove the line or put a text on it.")
       texts.append(str(line))
   if not texts:
-    raise ValueError(f"--predict_file={path} holds no texts.")
+    raise errors.UserError(f"--predict_file={path} holds no texts.")
   return texts
 
 
@@ -244,4 +279,4 @@ def _write_predictions(texts, probs, class_names, source):
 
 if __name__ == "__main__":
   bertclf_flags.define_flags()
-  app.run(main)
+  errors.run(main)

@@ -13,7 +13,6 @@ import os
 import signal
 import time
 
-from absl import app
 from absl import flags
 from absl import logging
 import numpy as np
@@ -24,15 +23,18 @@ from bertclf import data
 from bertclf import distribute
 from bertclf.swaps import dropout
 from bertclf import encoders
+from bertclf import errors
 from bertclf import evaluation
 from bertclf import export as export_lib
 from bertclf import flags as bertclf_flags
 from bertclf.variants import freezing
 from bertclf.swaps import losses
 from bertclf import model as model_lib
+from bertclf import paths
 from bertclf.swaps import optim
 from bertclf import pipeline
 from bertclf import run_config
+from bertclf import splits
 from bertclf.swaps import steps
 from bertclf import summaries
 
@@ -41,18 +43,19 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
+  paths.check_writable_dir("--model_dir", FLAGS.model_dir)  # a file, read-only or full disk: before any slow work
   # ============================================================== Setup: strategy, precision, encoder, config
   strategy = distribute.get_strategy(FLAGS.strategy, FLAGS.num_gpus, FLAGS.num_cpu_devices)
   num_replicas = strategy.num_replicas_in_sync
   G = FLAGS.batch_size  # pylint: disable=invalid-name
   for name, size in (("batch_size", G), ("eval_batch_size", bertclf_flags.eval_batch_size())):
     if size % num_replicas:
-      raise ValueError(f"--{name}={size} is a global batch and must divide by the {num_replicas} replicas.")
+      raise errors.UserError(f"--{name}={size} is a global batch and must divide by the {num_replicas} replicas.")
   distribute.set_precision(FLAGS.dtype)
   tf.random.set_seed(FLAGS.seed)
   handles = encoders.resolve(FLAGS.encoder, FLAGS.preprocess)
   if handles.max_seq_length and FLAGS.seq_length > handles.max_seq_length:
-    raise ValueError(f"--seq_length={FLAGS.seq_length} exceeds the encoder's maximum of "
+    raise errors.UserError(f"--seq_length={FLAGS.seq_length} exceeds the encoder's maximum of "
                      f"{handles.max_seq_length} positions.")
   model_dir = FLAGS.model_dir
 
@@ -63,7 +66,7 @@ def main(argv):
   num_classes = len(text_data.class_names)
   loss_def = losses.LOSSES[FLAGS.loss]
   if (problem := loss_def.check(num_classes)):
-    raise ValueError(problem)
+    raise errors.UserError(problem)
   preprocess = encoders.load_preprocess(handles)
   train_data = pipeline.tokenize(text_data.train, preprocess, FLAGS.seq_length, FLAGS.tokenize_batch_size)
   val_data = pipeline.tokenize(text_data.validation, preprocess, FLAGS.seq_length, FLAGS.tokenize_batch_size)
@@ -85,11 +88,13 @@ def main(argv):
   saved = run_config.read(model_dir)
   if saved and tf.train.latest_checkpoint(model_dir):
     run_config.check_compatible(saved, config, f"--model_dir={model_dir}")
+  data_record = splits.check_same_data(model_dir, splits.fingerprints(text_data), FLAGS.resume_on_new_data)
   chief = checkpointing.is_chief(strategy)
   if chief:
     checkpointing.remove_stale_temp_folders(model_dir)
     if not saved:  # config.json: what the run started with; each restart is appended to history.jsonl
       run_config.write(model_dir, config)
+    splits.write(model_dir, data_record)
   for k in sorted(config):
     logging.info("config %s = %s", k, config[k])
 
@@ -198,7 +203,7 @@ def main(argv):
   def save(s):
     """Saves step s unless the weights are not finite (then the last good checkpoint stays the latest)."""
     if not checkpointing.all_finite(model.variables):
-      raise FloatingPointError(f"The weights are not finite at step {s}; not saved. {last_good()}")
+      raise checkpointing.Diverged(f"The weights are not finite at step {s}; not saved. {last_good()}")
     manager.save(checkpoint_number=s)
 
   def last_good():
@@ -226,7 +231,7 @@ def main(argv):
         problem = (f"Training diverged at step {bad}: loss {out['loss'][i]:.4g}, gradient norm "
                    f"{out['grad_norm'][i]:.4g}.")
         if int(recovery[0].numpy()) >= FLAGS.recovery_max_trials or not manager.latest_checkpoint:
-          raise FloatingPointError(f"{problem} Stopping. {last_good()} Advice: "
+          raise checkpointing.Diverged(f"{problem} Stopping. {last_good()} Advice: "
                                    f"{checkpointing.divergence_advice(FLAGS.dtype, FLAGS.learning_rate)}.")
         trials, skipped = recovery.numpy()
         checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
@@ -248,7 +253,7 @@ def main(argv):
         elapsed = time.time() - window_start
         scalars = {k: float(np.mean(window[k])) for k in outputs if k != "correct"}
         scalars.update(accuracy=float(np.sum(window["correct"]) / (G * window_steps)),
-                       learning_rate=float(optim.learning_rate(optimizer)),
+                       learning_rate=float(optim.applied_learning_rate(optimizer)),
                        steps_per_sec=window_steps / elapsed, examples_per_sec=G * window_steps / elapsed)
         if ctx.scaled:
           scalars["loss_scale"] = float(optimizer.loss_scale)
@@ -323,4 +328,4 @@ def _hparam_keys():
 
 if __name__ == "__main__":
   bertclf_flags.define_flags()
-  app.run(main)
+  errors.run(main)

@@ -16,6 +16,8 @@ import bertclf  # noqa: F401  (selects tf_keras before TensorFlow loads)
 from absl import logging
 import tensorflow as tf
 
+from bertclf import errors
+
 HISTORY_FILE = "history.jsonl"
 
 
@@ -75,12 +77,21 @@ def append_history(model_dir, config, step):
 
 def check_same_step(strategy, step):
   """Refuses to train when the workers restored different steps (e.g. --model_dir not shared)."""
-  restored = tf.function(lambda: strategy.gather(strategy.run(lambda: tf.reshape(step, [1])), axis=0))()
-  low, high = int(tf.reduce_min(restored)), int(tf.reduce_max(restored))  # over every replica of every worker
+
+  def replica_step():
+    return tf.reshape(step, [1])
+
+  @tf.function
+  def every_replicas_step():
+    return strategy.gather(strategy.run(replica_step), axis=0)  # [replicas of every worker]
+
+  restored = every_replicas_step()
+  low, high = int(tf.reduce_min(restored)), int(tf.reduce_max(restored))
   if low != high:
-    raise ValueError(f"The workers restored different steps ({low} and {high}; this worker {int(step.numpy())}) "
-                     "from --model_dir. Every worker must read the chief's checkpoints: put --model_dir on storage "
-                     "that all hosts share, or copy the chief's --model_dir to every host, then rerun.")
+    raise errors.UserError(
+        f"The workers restored different steps ({low} and {high}; this worker {int(step.numpy())}) from "
+        "--model_dir. Every worker must read the chief's checkpoints: put --model_dir on storage that all hosts "
+        "share, or copy the chief's --model_dir to every host, then rerun.")
 
 
 def all_finite(variables):
@@ -109,6 +120,10 @@ def divergence_advice(dtype, learning_rate):
       "fp32": f"lower --learning_rate (now {learning_rate:g}) or raise --warmup_fraction",
   }
   return by_dtype[dtype] + "; --recovery_max_trials=N reloads the last good checkpoint and continues instead"
+
+
+class Diverged(errors.UserError, FloatingPointError):
+  """Training diverged (non-finite or exploding loss, non-finite gradients or weights); nothing bad was saved."""
 
 
 class StopRequests:

@@ -42,6 +42,8 @@ import urllib.request
 
 import numpy as np
 
+from bertclf import errors
+
 IMDB_URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
 
 # Per socket operation; short, so a machine without internet fails in seconds instead of hanging.
@@ -53,7 +55,7 @@ _INT_RE = re.compile(r"-?[0-9]+")
 _log = logging.getLogger(__name__)
 
 
-class DataError(ValueError):
+class DataError(errors.UserError):
   """Bad input data or data options; the message names the file (and line) and the fix."""
 
 
@@ -84,7 +86,7 @@ def load_text_data(dataset: str = "imdb", *, cache_dir: str = "~/.cache/bertclf"
                    class_names: list[str] | None = None,
                    encoding: str = "utf-8", encoding_errors: str = "strict",
                    validation_fraction: float = 0.2, test_fraction: float = 0.0,
-                   drop_duplicates: bool = False, seed: int = 42) -> TextData:
+                   drop_duplicates: bool = False, seed: int = 42, tsv_quoting: bool = False) -> TextData:
   """Loads a labelled text dataset (see the module docstring for how splits are made).
 
   Args:
@@ -111,6 +113,8 @@ def load_text_data(dataset: str = "imdb", *, cache_dir: str = "~/.cache/bertclf"
       source, keeping the first, and drop from separate validation/test sources every text that is in
       the training source. Happens before splitting. Duplicates are counted in the report either way.
     seed: seed of the split permutation.
+    tsv_quoting: read .tsv files with CSV-style double quotes (a quoted field may hold tabs and line
+      breaks). Off by default: a TSV field is read literally, so one stray quote cannot merge rows.
 
   Returns:
     TextData.
@@ -122,7 +126,8 @@ def load_text_data(dataset: str = "imdb", *, cache_dir: str = "~/.cache/bertclf"
   _check_options(class_names, encoding, encoding_errors, validation_fraction, test_fraction)
   opts = _Options(class_names=list(class_names) if class_names else None, encoding=encoding,
                   errors=encoding_errors, validation_fraction=validation_fraction,
-                  test_fraction=test_fraction, drop_duplicates=drop_duplicates, seed=seed)
+                  test_fraction=test_fraction, drop_duplicates=drop_duplicates, seed=seed,
+                  tsv_quoting=tsv_quoting)
   if dataset == "imdb":
     _no_split_files(dataset, validation_file, test_file)
     root = _fetch_imdb(os.path.expanduser(cache_dir), report)
@@ -149,6 +154,7 @@ class _Options:
   test_fraction: float
   drop_duplicates: bool
   seed: int
+  tsv_quoting: bool = False
 
 
 @dataclasses.dataclass
@@ -158,10 +164,11 @@ class _Part:
   texts: list[str]
   labels: list[int]
   origin: str  # The file or folder, for the report.
+  where: list[str]  # Per example: "line 12" of the origin file, or the example's file path.
 
   def take(self, indices):
     return _Part(self.name, [self.texts[i] for i in indices], [self.labels[i] for i in indices],
-                 self.origin)
+                 self.origin, [self.where[i] for i in indices])
 
 
 def _check_options(class_names, encoding, encoding_errors, validation_fraction, test_fraction):
@@ -331,7 +338,8 @@ def _subfolders(directory):
 
 
 def _txt_files(class_dir):
-  """The .txt files under `class_dir` in the order tf_keras' `index_subdirectory` lists them."""
+  """(the .txt files under `class_dir` in the order tf_keras' `index_subdirectory` lists them, the other
+  files there, which are not examples)."""
   # tf_keras walks with tf.io.gfile.walk (which enters every subfolder), sorts the walk by folder path
   # and each folder's file names, and keeps names ending in .txt in any case.
   walked = []
@@ -350,8 +358,9 @@ def _txt_files(class_dir):
       else:
         files.append(name)
     walked.append((top, files))
-  return [os.path.join(top, name) for top, files in sorted(walked, key=lambda w: w[0])
-          for name in sorted(files) if name.lower().endswith(".txt")]
+  listed = [os.path.join(top, name) for top, files in sorted(walked, key=lambda w: w[0]) for name in sorted(files)]
+  return ([f for f in listed if f.lower().endswith(".txt")],
+          [f for f in listed if not f.lower().endswith(".txt")])
 
 
 def _class_folders(split_dir, report):
@@ -363,12 +372,13 @@ def _class_folders(split_dir, report):
 
 
 def _read_split_folder(split_dir, name, class_names, opts, report):
-  texts, labels, bad_files, n_files = [], [], 0, 0
+  texts, labels, where, bad_files, n_files, skipped = [], [], [], 0, 0, []
   # Folders in sorted order whatever the class order, as text_dataset_from_directory lists them.
   for class_name in sorted(class_names):
     label = class_names.index(class_name)
     class_dir = os.path.join(split_dir, class_name)
-    paths = _txt_files(class_dir)
+    paths, others = _txt_files(class_dir)
+    skipped += others
     if not paths:
       raise DataError(f"{class_dir}: no .txt files in class folder '{class_name}'. Add its examples as "
                       "<name>.txt files, or remove the folder if it is not a class.")
@@ -381,10 +391,15 @@ def _read_split_folder(split_dir, name, class_names, opts, report):
                         "empty examples are not dropped silently.")
       texts.append(text)
       labels.append(label)
+      where.append(path)
+  if skipped:
+    # Only *.txt files are examples (as in tf_keras); say what else was there, in case it was meant to count.
+    report.append(f"{split_dir}: skipped {len(skipped)} files not ending in .txt (first: {skipped[0]}); "
+                  "rename them to .txt if they are examples")
   if bad_files:
     report.append(f"{split_dir}: {bad_files} of {n_files} files had bytes that are not "
                   f"{opts.encoding}; decoded with --encoding_errors={opts.errors}")
-  return _Part(name, texts, labels, split_dir)
+  return _Part(name, texts, labels, split_dir, where)
 
 
 def _load_folder(root, source, opts, report):
@@ -453,7 +468,8 @@ def _read_table(path, ext, text_column, label_column, opts, report):
   if ext == ".jsonl":
     rows = _jsonl_rows(path, text, text_column, label_column)
   else:
-    rows = _csv_rows(path, text, _FORMATS[ext], text_column, label_column)
+    rows = _csv_rows(path, text, _FORMATS[ext], text_column, label_column, report,
+                     quoting=ext == ".csv" or opts.tsv_quoting)
   if not rows:
     raise DataError(f"{path}: no examples. Add rows, or point the flag at the right file.")
   for text_value, _, line in rows:
@@ -464,12 +480,22 @@ def _read_table(path, ext, text_column, label_column, opts, report):
   return rows
 
 
-def _csv_rows(path, text, delimiter, text_column, label_column):
+def _csv_rows(path, text, delimiter, text_column, label_column, report, quoting=True):
+  """Rows of a CSV (quoting: fields in double quotes may hold delimiters, quotes and line breaks) or of a TSV
+  read literally (quoting=False: every tab and line break delimits, a quote is text)."""
   kind = "tab" if delimiter == "\t" else "comma"
+  if quoting:
+    fix = (f"Put double quotes around fields that contain a {kind}, a double quote (written twice inside "
+           "quotes) or a line break")
+  else:
+    fix = ("This TSV is read literally (a tab or line break always ends a field); remove the extra tab, or "
+           "pass --tsv_quoting to read CSV-style double quotes")
   old_limit = csv.field_size_limit()
   csv.field_size_limit(sys.maxsize)  # The default 128 KiB per field is less than some documents.
   try:
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter,
+                        quoting=csv.QUOTE_MINIMAL if quoting else csv.QUOTE_NONE)
+    start = 1  # line where the row being read starts
     try:
       header = next(reader, None)
       if header is None:
@@ -478,25 +504,48 @@ def _csv_rows(path, text, delimiter, text_column, label_column):
       for column, flag in ((text_column, "--text_column"), (label_column, "--label_column")):
         if column not in header:
           raise _column_error(path, column, header, flag)
+        if header.count(column) > 1:
+          raise DataError(f"{path}: the header names column '{column}' {header.count(column)} times (fields "
+                          f"{[i + 1 for i, c in enumerate(header) if c == column]}); rename all but one, "
+                          f"or pass {flag}=<column> to use another.")
       ti, li = header.index(text_column), header.index(label_column)
-      rows, blank_line = [], None
+      rows, blank_line, multiline = [], None, []
+      start = reader.line_num + 1
       for row in reader:
+        end = reader.line_num
         if not any(field.strip() for field in row):
-          blank_line = blank_line or reader.line_num
+          blank_line = blank_line or start
+          start = end + 1
           continue
         if blank_line is not None:
           raise DataError(f"{path}, line {blank_line}: blank line between rows. Remove it.")
         if len(row) != len(header):
-          raise DataError(f"{path}, line {reader.line_num}: {len(row)} fields, but the header has "
-                          f"{len(header)}. Put double quotes around fields that contain a {kind}, a "
-                          "double quote (written twice inside quotes) or a line break.")
-        rows.append((row[ti], row[li].strip(), reader.line_num))
+          if end > start:  # a quote that opened on `start` swallowed the following line breaks
+            raise DataError(f"{path}, line {start}: a double quote opened on this line is "
+                            + ("never closed" if end >= _last_line(text) else f"closed only on line {end}")
+                            + f", merging lines {start}-{end} into one row of {len(row)} fields (the header has "
+                            f"{len(header)}). Close the quote, or write a double quote inside a quoted field "
+                            "twice.")
+          raise DataError(f"{path}, line {start}: {len(row)} fields, but the header has {len(header)}. {fix}.")
+        if end > start:
+          multiline.append((start, end))
+        rows.append((row[ti], row[li].strip(), start))
+        start = end + 1
     except csv.Error as e:
-      raise DataError(f"{path}, line {reader.line_num}: cannot parse as {kind}-separated values: "
-                      f"{e}. Check the quoting around that line.") from e
+      raise DataError(f"{path}, line {start}: cannot parse as {kind}-separated values: "
+                      f"{e}. Check the quoting on that line.") from e
   finally:
     csv.field_size_limit(old_limit)
+  if multiline:
+    # Legitimate for a text with line breaks, but also what a stray quote does: say how many and where.
+    report.append(f"{path}: {len(multiline)} rows span several lines (quoted fields with line breaks; first: "
+                  f"lines {multiline[0][0]}-{multiline[0][1]})")
   return rows
+
+
+def _last_line(text):
+  """The number of the file's last line (a final line break does not start another)."""
+  return text.count("\n") + (not text.endswith("\n"))
 
 
 def _jsonl_rows(path, text, text_column, label_column):
@@ -539,26 +588,55 @@ def _is_id(label):
   return isinstance(label, int) or bool(_INT_RE.fullmatch(label))
 
 
+def _check_label_spellings(path, rows):
+  """Without --class_names every distinct label is a class, so a typo would become one: refuses labels that
+  mix integer ids with names, and names that differ only by case."""
+  first = {}  # label -> (line of its first row, count)
+  for _, label, line in rows:
+    seen_line, count = first.get(label, (line, 0))
+    first[label] = (seen_line, count + 1)
+
+  def listing(labels):
+    return "; ".join(f"{label!r} ({first[label][1]} rows, first on line {first[label][0]})" for label in labels)
+
+  ids = [label for label in first if _is_id(label)]
+  names = [label for label in first if not _is_id(label)]
+  if ids and names:
+    raise DataError(f"{path}: the labels mix integer class ids and class names: {listing(ids + names)}. Without "
+                    "--class_names each distinct label would be its own class. Fix the labels to one kind, or pass "
+                    "--class_names=<names in id order> so that ids and names both map onto those classes.")
+  by_folded = collections.defaultdict(list)
+  for label in names:
+    by_folded[label.casefold()].append(label)
+  clashes = [spellings for spellings in by_folded.values() if len(spellings) > 1]
+  if clashes:
+    raise DataError(f"{path}: labels that differ only by case would become separate classes: "
+                    + " vs ".join(listing(c) for c in clashes[:1]) + ". Fix the labels to one spelling, or "
+                    "pass --class_names listing every class to accept them as the file spells them.")
+
+
 class _LabelCoder:
   """Turns raw labels into class ids, by class name or integer id."""
 
-  def __init__(self, class_names, by_name, given):
+  def __init__(self, class_names, by_name, given, ids=False):
     self.class_names = class_names
     self.by_name = by_name  # Whether string labels are names (else every label is an id).
     self.given = given  # Whether the names came from --class_names.
+    self.ids = ids  # Whether the classes are "0".."max", read off integer labels.
     self._index = {n: i for i, n in enumerate(class_names)}
 
   @classmethod
   def from_train(cls, path, rows, class_names):
     if class_names:
       return cls(class_names, True, True)
+    _check_label_spellings(path, rows)
     labels = [label for _, label, _ in rows]
     if all(_is_id(label) for label in labels):
       for _, label, line in rows:
         if int(label) < 0:
           raise DataError(f"{path}, line {line}: label {label} is negative; integer labels are class "
                           "ids 0, 1, ... Fix the label, or pass --class_names to name the classes.")
-      return cls([str(i) for i in range(max(int(label) for label in labels) + 1)], False, False)
+      return cls([str(i) for i in range(max(int(label) for label in labels) + 1)], False, False, ids=True)
     return cls(sorted({str(label) for label in labels}), True, False)
 
   def encode(self, path, label, line):
@@ -585,7 +663,7 @@ def _load_files(path, validation_file, test_file, text_column, label_column, opt
     rows = _read_table(file, ext, text_column, label_column, opts, report)
     coder = coder or _LabelCoder.from_train(file, rows, opts.class_names)
     labels = [coder.encode(file, label, line) for _, label, line in rows]
-    return _Part(name, [text for text, _, _ in rows], labels, file), coder
+    return _Part(name, [text for text, _, _ in rows], labels, file, [f"line {line}" for _, _, line in rows]), coder
 
   pool, coder = load("train", path, "--dataset", None)
   given = {}
@@ -603,7 +681,7 @@ def _load_files(path, validation_file, test_file, text_column, label_column, opt
     raise DataError(f"{path}: every label is {coder.class_names[0]!r}; need at least 2 classes. Check "
                     "--label_column, or pass --class_names with every class.")
   return _assemble(pool, given, coder.class_names, f"{_file_format(path, '--dataset')[1:]} {path}",
-                   opts, report)
+                   opts, report, ids=coder.ids)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -647,19 +725,40 @@ def _overlap(part, train_keys, drop, report):
   return part
 
 
+# A class this small next to the others is more likely a mistyped label than a class (reported, not refused).
+_TINY_FRACTION, _TINY_COUNT = 0.01, 10
+
+
+def _report_tiny_classes(pool, class_names, report):
+  counts = np.bincount(np.asarray(pool.labels, dtype=np.int64), minlength=len(class_names))
+  for c in np.flatnonzero((counts < _TINY_FRACTION * len(pool.labels)) & (counts < _TINY_COUNT)):
+    where = [w for w, label in zip(pool.where, pool.labels) if label == c]
+    message = (f"class {class_names[c]!r} has only {counts[c]} of {len(pool.labels)} training examples "
+               f"({', '.join(where[:5])}): a mistyped label? Fix it, or ignore this if the class is real")
+    report.append(f"WARNING: {pool.origin}: {message}")
+    _log.warning("%s: %s", pool.origin, message)
+
+
 def _class_counts(labels, class_names):
   counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=len(class_names))
   return ", ".join(f"{name}: {count}" for name, count in zip(class_names, counts))
 
 
-def _assemble(pool, given, class_names, source, opts, report, tf_keras_split=False):
-  """Drops/counts duplicates, takes off missing splits, checks and reports them."""
+def _assemble(pool, given, class_names, source, opts, report, tf_keras_split=False, ids=False):
+  """Drops/counts duplicates, takes off missing splits, checks and reports them.
+
+  ids: the classes are "0".."max", read off integer labels (only for the error of a missing class).
+  """
   present = set(pool.labels)
   missing = [c for c in range(len(class_names)) if c not in present]
   if missing:
+    id_rule = (f" Integer labels are class ids counted from 0, so labels up to {len(class_names) - 1} make the "
+               f"classes {class_names}; renumber the labels from 0, or pass --class_names to name the "
+               "classes." if ids else "")
     raise DataError(f"{pool.origin}: no training examples of classes "
-                    f"{[class_names[c] for c in missing]} (classes: {class_names}). Add examples, or "
+                    f"{[class_names[c] for c in missing]} (classes: {class_names}).{id_rule} Add examples, or "
                     "fix --class_names.")
+  _report_tiny_classes(pool, class_names, report)
   if "test" in given and opts.test_fraction:
     raise DataError(f"--test_fraction={opts.test_fraction} asks to split a test set off the training "
                     f"data, but {given['test'].origin} already is one. Pass one or the other.")
@@ -696,10 +795,14 @@ def _assemble(pool, given, class_names, source, opts, report, tf_keras_split=Fal
   splits = {"train": train, **given, **taken}
 
   present = set(train.labels)
-  lost = [class_names[c] for c in range(len(class_names)) if c not in present]
+  lost = [c for c in range(len(class_names)) if c not in present]
   if lost:
-    raise DataError(f"{pool.origin}: after taking off validation/test, training has no examples of "
-                    f"{lost}. Lower --validation_fraction/--test_fraction or add examples.")
+    c = lost[0]
+    where = [w for w, label in zip(pool.where, pool.labels) if label == c]
+    raise DataError(f"{pool.origin}: class {class_names[c]!r} has {len(where)} examples ({', '.join(where[:5])}), "
+                    "and the validation/test split took all of them, so training has none. If the label is a "
+                    "typo, fix it; otherwise add examples of the class (lowering --validation_fraction/"
+                    "--test_fraction only hides that it has too few to validate on).")
   for name in ("train", "validation", "test"):
     part = splits.get(name)
     if part is None:

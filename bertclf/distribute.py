@@ -8,6 +8,8 @@ from absl import logging
 import tensorflow as tf
 import tf_keras
 
+from bertclf import errors
+
 from official.common import distribute_utils
 
 POLICIES = {"fp32": "float32", "fp16": "mixed_float16", "bf16": "mixed_bfloat16"}
@@ -26,7 +28,7 @@ def get_strategy(name, num_gpus=None, num_cpu_devices=1):
   """Returns the strategy. name: default | one_device | mirrored | multi_worker_mirrored."""
   if num_cpu_devices > 1:
     if name not in ("mirrored", "multi_worker_mirrored"):
-      raise ValueError(f"--num_cpu_devices={num_cpu_devices} needs --strategy=mirrored (got {name}).")
+      raise errors.UserError(f"--num_cpu_devices={num_cpu_devices} needs --strategy=mirrored (got {name}).")
     split_cpu(num_cpu_devices)
     if name == "mirrored":
       devices = [f"/cpu:{i}" for i in range(num_cpu_devices)]

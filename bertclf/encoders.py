@@ -4,6 +4,7 @@
 clear error when a handle cannot be reached (no internet, a wrong path).
 """
 import dataclasses
+import functools
 import json
 import os
 
@@ -11,7 +12,9 @@ import bertclf  # noqa: F401  (selects tf_keras before TensorFlow loads)
 import tensorflow as tf
 import tensorflow_hub as hub
 import tensorflow_text  # noqa: F401  (registers the ops the preprocessing SavedModels use)
+from tensorflow.core.protobuf import saved_model_pb2
 
+from bertclf import errors
 from bertclf import native
 
 DEFAULT_ENCODER = "small_bert/bert_en_uncased_L-4_H-512_A-8"
@@ -48,7 +51,54 @@ class Handles:
 
   @property
   def max_seq_length(self):
-    return (self.config or {}).get("max_position_embeddings")
+    """Positions the encoder has: from its config, else from its SavedModel's position-embedding table (a TF Hub
+    URL is downloaded into the TF Hub cache for this, as loading it would); None if it has no such table."""
+    if self.config:
+      return self.config.get("max_position_embeddings")
+    path = self.encoder if not _is_remote(self.encoder) else _load(self.encoder, hub.resolve, "--encoder")
+    return position_table_length(path)
+
+
+def saved_model_objects(path):
+  """(names of the root object's attributes, {variable name: shape}) of the SavedModel at `path`, read from its
+  saved_model.pb alone (no graph is loaded: milliseconds). Both are empty for a TF1 Hub module."""
+  proto = saved_model_pb2.SavedModel()
+  with tf.io.gfile.GFile(os.path.join(path, "saved_model.pb"), "rb") as f:
+    proto.ParseFromString(f.read())
+  graph = proto.meta_graphs[0].object_graph_def if proto.meta_graphs else None
+  if graph is None or not graph.nodes:
+    return set(), {}
+  attributes = {child.local_name for child in graph.nodes[0].children}
+  variables = {node.variable.name: [d.size for d in node.variable.shape.dim] for node in graph.nodes
+               if node.WhichOneof("kind") == "variable"}
+  return attributes, variables
+
+
+@functools.lru_cache(maxsize=None)
+def position_table_length(path):
+  """Rows of the position-embedding table ([max positions, width]) of the encoder SavedModel at `path`, or None."""
+  _, variables = saved_model_objects(path)
+  lengths = {shape[0] for name, shape in variables.items()
+             if "position" in name and "embedding" in name and len(shape) == 2}
+  return lengths.pop() if len(lengths) == 1 else None
+
+
+def _is_preprocessing(path):
+  return "bert_pack_inputs" in saved_model_objects(path)[0]
+
+
+def _check_roles(encoder_flag, encoder_path, preprocess):
+  """An encoder given as --preprocess, or a preprocessing model as --encoder, fails deep inside TensorFlow
+  ("Could not find matching concrete function"): name the swap here instead."""
+  if _is_preprocessing(encoder_path):
+    raise errors.UserError(f"{encoder_flag}: {encoder_path} is a preprocessing model (it has tokenize and "
+                           "bert_pack_inputs), not an encoder. Pass it as --preprocess, and give --encoder the "
+                           "encoder SavedModel.")
+  if (preprocess and not _is_remote(preprocess) and tf.io.gfile.exists(os.path.join(preprocess, "saved_model.pb"))
+      and not _is_preprocessing(preprocess)):
+    raise errors.UserError(f"--preprocess={preprocess} is not a preprocessing model (it has no bert_pack_inputs"
+                           + ("; it looks like an encoder" if position_table_length(preprocess) else "")
+                           + "). Pass the preprocessing SavedModel that matches the encoder (its tokenizer).")
 
 
 def _read_local_config(encoder_path):
@@ -61,50 +111,60 @@ def _read_local_config(encoder_path):
 
 
 def resolve(encoder, preprocess=None):
-  """--encoder/--preprocess → Handles. Raises ValueError that says what to pass when it cannot decide."""
+  """--encoder/--preprocess → Handles. Raises UserError that says what to pass when it cannot decide."""
   if encoder in ENCODERS:
     enc, pre = ENCODERS[encoder]
     return Handles(enc, preprocess or pre, encoder)
   if encoder.startswith(("http://", "https://", "gs://")):
     by_url = {e: p for e, p in ENCODERS.values()}
     if preprocess is None and encoder not in by_url:
-      raise ValueError(f"--encoder={encoder} is not in the table of known encoders, so its preprocessing "
-                       "model is unknown; pass --preprocess=<handle or path>.")
+      raise errors.UserError(f"--encoder={encoder} is not in the table of known encoders, so its preprocessing "
+                             "model is unknown; pass --preprocess=<handle or path>.")
     return Handles(encoder, preprocess or by_url[encoder], encoder)
   path = os.path.expanduser(encoder)
   if not tf.io.gfile.exists(path):
-    raise ValueError(f"--encoder={encoder} is neither a known short name ({len(ENCODERS)} in "
-                     "bertclf/encoders.py, e.g. " + DEFAULT_ENCODER + "), a URL, nor an existing path.")
+    raise errors.UserError(f"--encoder={encoder} is neither a known short name ({len(ENCODERS)} in "
+                           "bertclf/encoders.py, e.g. " + DEFAULT_ENCODER + "), a URL, nor an existing path.")
   if tf.io.gfile.exists(os.path.join(path, "encoder", "saved_model.pb")):
     path = os.path.join(path, "encoder")   # a folder with encoder/ and preprocess/ side by side
   if not tf.io.gfile.exists(os.path.join(path, "saved_model.pb")):
-    raise ValueError(f"--encoder={encoder}: no saved_model.pb in {path}; pass a TF Hub-format encoder "
-                     "SavedModel or a folder holding encoder/ and preprocess/.")
+    raise errors.UserError(f"--encoder={encoder}: no saved_model.pb in {path}; pass a TF Hub-format encoder "
+                           "SavedModel or a folder holding encoder/ and preprocess/.")
   if preprocess is None:
     sibling = os.path.join(os.path.dirname(os.path.normpath(path)), "preprocess")
     if not tf.io.gfile.exists(os.path.join(sibling, "saved_model.pb")):
-      raise ValueError(f"--encoder={encoder}: no preprocess/ SavedModel next to it; pass --preprocess.")
+      raise errors.UserError(f"--encoder={encoder}: no preprocess/ SavedModel next to it; pass --preprocess.")
     preprocess = sibling
+  _check_roles(f"--encoder={encoder}", path, preprocess)
   return Handles(path, preprocess, encoder, _read_local_config(path))
 
 
-def _unreachable(handle, err):
-  return OSError(
-      f"Could not load {handle}: {type(err).__name__}: {err}\n"
-      "Without internet, TF Hub handles cannot be downloaded. Either pass a local path (--encoder=/path/to/"
-      "saved_model_dir and --preprocess=/path/to/preprocess_dir, e.g. written by `python -m "
-      "bertclf.tools.convert_bert` or `python -m bertclf.tools.hub_export`), or set TFHUB_CACHE_DIR to a folder that "
-      "already holds the downloaded module (copied from a machine with internet).")
+def _is_remote(handle):
+  return handle.startswith(("http://", "https://", "gs://"))
 
 
-def _load(handle, load_fn):
+def _unreachable(handle, flag, err):
+  """The error for a handle that did not load: offline advice for a URL, the path's problem for a local path."""
+  detail = f"{type(err).__name__}: {(str(err).splitlines() or [''])[0]}"  # TF's messages run to many lines
+  if not _is_remote(handle):
+    return errors.UserError(
+        f"{flag}={handle}: could not load this local SavedModel ({detail}). Check the path: it must be a TF "
+        "Hub-format SavedModel folder (with saved_model.pb), e.g. written by `python -m bertclf.tools.hub_export`.")
+  return errors.UserError(
+      f"{flag}={handle}: could not load it ({detail}). Without internet, TF Hub handles cannot be downloaded. "
+      "Either pass a local path (--encoder=/path/to/saved_model_dir and --preprocess=/path/to/preprocess_dir, e.g. "
+      "written by `python -m bertclf.tools.convert_bert` or `python -m bertclf.tools.hub_export`), or set "
+      "TFHUB_CACHE_DIR to a folder that already holds the downloaded module (copied from a machine with internet).")
+
+
+def _load(handle, load_fn, flag):
   try:
     return load_fn(handle)
   except (OSError, ValueError, tf.errors.OpError) as err:
-    raise _unreachable(handle, err) from err
+    raise _unreachable(handle, flag, err) from err
   except Exception as err:  # urllib raises a zoo of errors offline (URLError, socket.gaierror, ...)
     if "urlopen" in repr(err) or "resolve" in str(err).lower() or "connect" in str(err).lower():
-      raise _unreachable(handle, err) from err
+      raise _unreachable(handle, flag, err) from err
     raise
 
 
@@ -117,12 +177,12 @@ def load_encoder_layer(handles, trainable=True, impl="hub", cls_only=False):
   computes the [CLS] row alone, so pooled_output is the same and sequence_output is [B, 1, H].
   """
   if impl == "native":
-    encoder = native.load_encoder(lambda h: _load(h, hub.load), handles, trainable, cls_only)
+    encoder = native.load_encoder(lambda h: _load(h, hub.load, "--encoder"), handles, trainable, cls_only)
     if encoder is not None:
       return encoder
-  return _load(handles.encoder, lambda h: hub.KerasLayer(h, trainable=trainable, name="encoder"))
+  return _load(handles.encoder, lambda h: hub.KerasLayer(h, trainable=trainable, name="encoder"), "--encoder")
 
 
 def load_preprocess(handles):
   """The preprocessing SavedModel (callable, with .tokenize and .bert_pack_inputs)."""
-  return _load(handles.preprocess, hub.load)
+  return _load(handles.preprocess, hub.load, "--preprocess")

@@ -49,7 +49,10 @@ def basic_metrics(probs, losses, labels):
 
 
 def classification_metrics(probs, losses, labels, class_names):
-  """basic_metrics plus per-class and macro precision/recall/F1, the confusion matrix and (binary) ROC AUC."""
+  """basic_metrics plus per-class and macro precision/recall/F1, the confusion matrix and (binary) ROC AUC.
+
+  The macro averages are over `macro_classes`: the classes in the split's labels or predictions.
+  """
   from sklearn import metrics as skm  # pylint: disable=g-import-not-at-top  (only eval needs sklearn)
   out = basic_metrics(probs, losses, labels)
   num_classes = len(class_names)
@@ -58,7 +61,11 @@ def classification_metrics(probs, losses, labels, class_names):
                                                          zero_division=0)
   out["per_class"] = {name: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]),
                              "support": int(support[i])} for i, name in enumerate(class_names)}
-  out.update(macro_precision=float(p.mean()), macro_recall=float(r.mean()), macro_f1=float(f.mean()))
+  # Macro averages over the classes present in the split (in its labels or its predictions): a class with
+  # neither has no F1 to speak of, and counting it as 0 would put perfect predictions at (C-1)/C.
+  present = [i for i in range(num_classes) if support[i] or np.any(predicted == i)]
+  out.update(macro_precision=float(p[present].mean()), macro_recall=float(r[present].mean()),
+             macro_f1=float(f[present].mean()), macro_classes=[class_names[i] for i in present])
   out["confusion_matrix"] = skm.confusion_matrix(labels, predicted, labels=range(num_classes)).tolist()
   if num_classes == 2 and len(set(labels.tolist())) == 2:
     out["roc_auc"] = float(skm.roc_auc_score(labels, probs[:, 1]))

@@ -39,6 +39,9 @@ def define_data_flags():
                      "has no validation split (the tutorial's 0.2 with seed 42).")
   flags.DEFINE_float("test_fraction", 0.0, "Fraction held out for test when the source has no test split.")
   flags.DEFINE_bool("drop_duplicates", False, "Drop exact duplicate texts before splitting (count reported).")
+  flags.DEFINE_bool("tsv_quoting", False, "Read .tsv files with CSV-style double quotes (a quoted field may hold "
+                    "tabs and line breaks). Default: fields are read literally, every tab and line break delimits, "
+                    "so a stray quote cannot merge rows.")
   flags.DEFINE_integer("data_seed", 42, "Seed of the train/validation(/test) split.")
   flags.DEFINE_integer("tokenize_batch_size", 256, "Texts per call of the preprocessing model in tf.data.")
   flags.DEFINE_list("bucket_boundaries", [], "Length bucketing: batches of similar lengths, each padded only to "
@@ -116,6 +119,8 @@ def define_run_flags():
   flags.DEFINE_integer("batch_size", 32, "GLOBAL batch size, split evenly over the replicas.")
   flags.DEFINE_integer("eval_batch_size", None, "Global eval batch; default --batch_size.")
   flags.DEFINE_bool("jit_compile", False, "XLA-compile the forward/backward pass.")
+  flags.DEFINE_bool("verbose_errors", False, "Print the Python traceback of a user error (bad data, flag, path, "
+                    "resume or handle) too; by default it is one 'error: ...' line and exit status 2.")
   flags.register_validator("batch_size", lambda v: v >= 1, message="--batch_size must be >= 1.")
   flags.register_validator("num_cpu_devices", lambda v: v >= 1, message="--num_cpu_devices must be >= 1.")
   flags.register_multi_flags_validator(
@@ -138,6 +143,8 @@ def define_train_flags():
   flags.DEFINE_integer("eval_every_steps", 0, "Validate every N steps (0: only at epoch ends).")
   flags.DEFINE_integer("checkpoint_every_steps", 500, "Save a checkpoint every N steps (and at the end).")
   flags.DEFINE_integer("max_to_keep", 3, "Checkpoints kept (the best one is kept apart in <model_dir>/best).")
+  flags.DEFINE_bool("resume_on_new_data", False, "Continue the checkpoints in --model_dir on train/validation "
+                    "examples other than the ones they were trained on (refused by default; see bertclf/splits.py).")
   flags.DEFINE_bool("export", True, "Write <model_dir>/export (raw strings in, probabilities out) at the end.")
   for name in ("steps_per_loop", "log_every_steps", "summary_every_steps", "checkpoint_every_steps",
                "max_to_keep", "epochs"):
@@ -146,6 +153,8 @@ def define_train_flags():
   flags.register_validator("warmup_fraction", lambda v: 0.0 <= v < 1.0,
                            message="--warmup_fraction must be in [0, 1).")
   flags.register_validator("learning_rate", lambda v: v > 0, message="--learning_rate must be > 0.")
+  flags.register_validator("train_steps", lambda v: v is None or v >= 1,
+                           message="--train_steps must be >= 1 (leave it out to train for --epochs).")
 
 
 def define_eval_flags():
@@ -159,6 +168,8 @@ def define_eval_flags():
   flags.DEFINE_string("predict_file", None, "File of texts to classify: one per line, or JSONL with --text_column.")
   flags.DEFINE_string("predict_output", None, "Write predictions here as JSONL (default: print them).")
   flags.DEFINE_bool("plots", True, "Write PNG plots into <model_dir>/plots.")
+  flags.register_validator("predict", lambda v: not v or all(t.strip() for t in v),
+                           message="--predict was given an empty text; pass a text to classify.")
   flags.register_validator("watch_timeout", lambda v: v > 0, message="--watch_timeout must be > 0.")
   flags.register_multi_flags_validator(
       ["watch", "export_dir"], lambda d: not (d["watch"] and d["export_dir"]),
@@ -172,8 +183,8 @@ def define_variant_flags():
                        "after another, and make one update from their summed gradients: the update of "
                        "--batch_size at the activation memory of --batch_size / grad_accum_steps. Any --step.")
   flags.DEFINE_float("layer_decay", 1.0, "--optimizer=adamw_llrd: layer-wise learning-rate decay d (ELECTRA): "
-                     "the head gets the learning rate, transformer layer l of L gets lr*d^(L+1-l), the "
-                     "embeddings lr*d^(L+2) (bertclf/variants/llrd.py).")
+                     "the head and pooler get the learning rate lr, transformer layer l = 1..L gets lr*d^(L-l) (the "
+                     "top layer lr), the embeddings lr*d^L (bertclf/variants/llrd.py).")
   flags.DEFINE_integer("freeze_layers", 0, "--freeze=embeddings_and_layers: also freeze transformer layers "
                        "0 .. freeze_layers-1.")
   flags.DEFINE_float("rdrop_alpha", 0.0, "--step=rdrop: weight alpha of the symmetric KL between two dropout "
@@ -252,12 +263,12 @@ def data_kwargs(values=None):
               text_column=v["text_column"], label_column=v["label_column"], class_names=v["class_names"],
               encoding=v["encoding"], encoding_errors=v["encoding_errors"],
               validation_fraction=v["validation_fraction"], test_fraction=v["test_fraction"],
-              drop_duplicates=v["drop_duplicates"], seed=v["data_seed"])
+              drop_duplicates=v["drop_duplicates"], seed=v["data_seed"], tsv_quoting=v["tsv_quoting"])
 
 
 _DATA_FLAGS = ("data_cache_dir", "validation_file", "test_file", "text_column", "label_column", "class_names",
                "encoding", "encoding_errors", "validation_fraction", "test_fraction", "drop_duplicates",
-               "data_seed")
+               "data_seed", "tsv_quoting")
 
 
 def with_run_config(saved):

@@ -22,6 +22,8 @@ import bertclf  # noqa: F401  (selects tf_keras before TensorFlow loads)
 from absl import logging
 import tensorflow as tf
 
+from bertclf import errors
+
 FEATURES = ("input_word_ids", "input_mask", "input_type_ids")
 
 
@@ -168,7 +170,7 @@ def train_dataset_fn(data, global_batch_size, seed, start_step=0, bucket_boundar
   G = global_batch_size  # pylint: disable=invalid-name
   spe = steps_per_epoch(n, G)
   if spe == 0:
-    raise ValueError(f"The training split has {n} examples, fewer than one global batch "
+    raise errors.UserError(f"The training split has {n} examples, fewer than one global batch "
                      f"(--batch_size={G}); lower --batch_size.")
   padded_length = _padded_length_fn(data, bucket_boundaries)
   lengths = tf.constant(data.lengths.astype(np.int32))

@@ -8,6 +8,8 @@ import os
 
 import tensorflow as tf
 
+from bertclf import errors
+
 CONFIG_FILE = "config.json"
 # Changing any of these makes the saved weights meaningless or unloadable for the new run.
 MUST_MATCH = ("encoder_handle", "encoder_impl", "class_names", "seq_length", "head", "loss")
@@ -23,11 +25,11 @@ def read(model_dir):
 
 def check_compatible(saved, config, what):
   """Raises ValueError listing every MUST_MATCH key where `saved` and `config` differ."""
-  diffs = [f"  {k}: saved {saved.get(k)!r}, now {config.get(k)!r}" for k in MUST_MATCH
+  diffs = [f"{k}: saved {saved.get(k)!r}, now {config.get(k)!r}" for k in MUST_MATCH
            if k in saved and saved.get(k) != config.get(k)]
   if diffs:
-    raise ValueError(f"{what} was written by a run with a different model:\n" + "\n".join(diffs) +
-                     "\nUse a new --model_dir, or pass the flags that run used (see its config.json).")
+    raise errors.UserError(f"{what} was written by a run with a different model ({'; '.join(diffs)}). Use a "
+                           "new --model_dir, or pass the flags that run used (see its config.json).")
 
 
 def write(model_dir, config):

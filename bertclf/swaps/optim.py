@@ -1,4 +1,10 @@
-"""The optimizer: tf-models-official's AdamW (or LAMB) with linear warmup and linear decay. A swap point.
+"""The optimizer: tf-models-official's AdamW (or LAMB) with official BERT's learning-rate schedule. A swap point.
+
+The schedule, as official builds it (`WarmUp` around a `PolynomialDecay` to 0 that starts at step 0): the update
+of step s (counted from 0) uses lr·s/W while s < W warmup steps, then lr·(1 - s/N) over N total steps. So the
+first update uses 0, the rate falls from lr·(W-1)/W to lr·(1 - W/N) where warmup ends (about 10% lower with the
+default --warmup_fraction=0.1), the nominal peak lr is never applied, and the last update uses lr/N. E.g. lr 1,
+W 2, N 10: 0, 0.5, 0.8, 0.7, ..., 0.1. `applied_learning_rate` gives the rate of the last update, for logging.
 
 Weight decay skips LayerNorm and bias variables, as official's `create_optimizer` sets it up. Under fp16 the
 optimizer is wrapped in a dynamic LossScaleOptimizer; the train step scales and unscales explicitly.
@@ -62,7 +68,18 @@ def create_optimizer(name, learning_rate, train_steps, warmup_steps, dtype, mode
 
 
 def learning_rate(opt):
-  """The learning rate at the optimizer's current step (works through the loss-scale wrapper)."""
+  """The learning rate the optimizer's NEXT update will use (works through the loss-scale wrapper)."""
   inner = getattr(opt, "inner_optimizer", opt)
   lr = inner.learning_rate
   return lr(inner.iterations) if callable(lr) else lr
+
+
+def applied_learning_rate(opt):
+  """The learning rate the optimizer's last update used: what a log line written after a step should show.
+
+  `iterations` counts the updates made, so the last one ran at iterations - 1. (Under fp16 a step that loss
+  scaling skips makes no update: the value is then the rate of the update before it.)
+  """
+  inner = getattr(opt, "inner_optimizer", opt)
+  lr = inner.learning_rate
+  return lr(tf.maximum(inner.iterations - 1, 0)) if callable(lr) else lr

@@ -18,6 +18,8 @@ With one replica this is FGM on the whole batch; the returned gradients are summ
 import bertclf  # noqa: F401  (selects tf_keras before TensorFlow loads)
 import tensorflow as tf
 
+from bertclf import errors
+
 EXTRAS = ("fgm_clean_loss", "fgm_adv_loss")
 TABLE = "word_embeddings/embeddings"
 
@@ -66,7 +68,7 @@ def word_embeddings(model):
   """The model's word-embedding table (official BertEncoder's name)."""
   found = [v for v in model.variables if TABLE in v.name]
   if len(found) != 1:
-    raise ValueError(f"--step=fgm perturbs the variable named '{TABLE}'; the model has {len(found)} such "
+    raise errors.UserError(f"--step=fgm perturbs the variable named '{TABLE}'; the model has {len(found)} such "
                      "variables (an encoder that is not official's BERT?).")
   return found[0]
 

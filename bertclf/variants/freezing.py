@@ -10,6 +10,7 @@ so frozen variables keep their values bit for bit and get no optimizer slots.
 import bertclf  # noqa: F401  (selects tf_keras before TensorFlow loads)
 
 from bertclf.variants import layering
+from bertclf import errors
 
 
 def train_all(model, options):
@@ -30,7 +31,7 @@ def freeze_embeddings_and_layers(model, options):
   variables = list(model.trainable_variables)
   num_layers = layering.num_layers(variables)
   if not any(layering.encoder_depth(v.name) == 0 for v in variables) or k > num_layers:
-    raise ValueError(f"--freeze=embeddings_and_layers --freeze_layers={k}: the encoder has {num_layers} "
+    raise errors.UserError(f"--freeze=embeddings_and_layers --freeze_layers={k}: the encoder has {num_layers} "
                      "transformer layers named transformer/layer_<l>/... and embeddings named *_embeddings/...; "
                      "freeze_layers must be at most the number of layers.")
   return [v for v in variables if (depth := layering.encoder_depth(v.name)) is None or depth > k]

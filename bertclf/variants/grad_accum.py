@@ -13,6 +13,7 @@ import bertclf  # noqa: F401  (selects tf_keras before TensorFlow loads)
 import tensorflow as tf
 
 from bertclf.swaps import dropout
+from bertclf import errors
 
 
 def accumulate(fn, extras=()):
@@ -48,7 +49,7 @@ def split(features, labels, k):
   """{name: [B, T]}, [B] → {name: [k, B/k, T]}, [k, B/k]: micro-batch j holds examples j·B/k .. (j+1)·B/k - 1."""
   batch = labels.shape[0]
   if batch is not None and batch % k:
-    raise ValueError(f"--grad_accum_steps={k} must divide each replica's batch of {batch} examples "
+    raise errors.UserError(f"--grad_accum_steps={k} must divide each replica's batch of {batch} examples "
                      "(--batch_size / replicas).")
 
   def reshape(t):

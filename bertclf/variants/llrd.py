@@ -1,7 +1,7 @@
 """Layer-wise learning-rate decay (Clark et al. 2020, ELECTRA, §A "layer-wise learning-rate decay"):
 --optimizer=adamw_llrd --layer_decay=d.
 
-Convention (the issue's formula, as in BEiT / Hugging Face recipes): with L transformer layers numbered
+Convention (as in BEiT / Hugging Face recipes): with L transformer layers numbered
 l = 1..L (variable names transformer/layer_<l-1>), layer l trains at lr · d^(L − l):
   head (classifier, head_hidden) and pooler_transform   lr               (the full rate)
   transformer layer l = 1..L                             lr · d^(L − l)   (the top layer: lr)
@@ -21,13 +21,14 @@ from official.modeling.optimization import legacy_adamw
 from official.nlp import optimization
 
 from bertclf.variants import layering
+from bertclf import errors
 
 
 def rate_multiplier(variables, decay):
   """name → the factor of lr for that variable, for a model with these variables (L read off their names)."""
   num_layers = layering.num_layers(variables)
   if not num_layers:
-    raise ValueError("--optimizer=adamw_llrd needs an encoder whose variables are named "
+    raise errors.UserError("--optimizer=adamw_llrd needs an encoder whose variables are named "
                      "transformer/layer_<l>/... (official's BERT); found none.")
 
   def multiplier(name):

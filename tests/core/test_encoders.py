@@ -2,6 +2,7 @@
 import pytest
 
 from bertclf import encoders
+from bertclf import errors
 
 
 def test_table_has_the_tutorials_33_encoders_with_matching_preprocessing():
@@ -33,10 +34,10 @@ def test_bad_local_paths(tmp_path):
     encoders.resolve(str(tmp_path))
 
 
-def test_unreachable_handle_says_how_to_work_offline(tmp_path):
-  handles = encoders.Handles(str(tmp_path / "gone"), str(tmp_path / "gone_pre"), "x")
-  with pytest.raises(OSError, match="TFHUB_CACHE_DIR") as err:
+def test_unreachable_url_says_how_to_work_offline():
+  handles = encoders.Handles("http://127.0.0.1:9/encoder/1", "http://127.0.0.1:9/preprocess/1", "x")
+  with pytest.raises(errors.UserError, match="TFHUB_CACHE_DIR") as err:
     encoders.load_encoder_layer(handles)
   assert "--encoder=" in str(err.value)
-  with pytest.raises(OSError, match="TFHUB_CACHE_DIR"):
+  with pytest.raises(errors.UserError, match="TFHUB_CACHE_DIR"):
     encoders.load_preprocess(handles)

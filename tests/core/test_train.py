@@ -1,4 +1,5 @@
 """train.py end to end on the tiny encoder: learning, replicas, precision, summaries, export, resume."""
+import json
 import os
 import signal
 import subprocess
@@ -55,10 +56,12 @@ def test_config_best_checkpoint_and_export(one_replica_run):
   assert out["class_name"].numpy().tolist()[:2] == [b"pos", b"neg"]
 
 
-def test_two_replicas_match_one_replica_on_the_same_global_batch(tmp_path, tiny_hub, toy_imdb):
-  one = run_train(tmp_path / "one", tiny_hub, toy_imdb, train_steps=1, summary_every_steps=1)
+@pytest.mark.parametrize("dropout", [0.0, 0.3])
+def test_two_replicas_match_one_replica_on_the_same_global_batch(tmp_path, tiny_hub, toy_imdb, dropout):
+  # With dropout on too: an example's mask depends on its row in the global batch, not on its replica.
+  one = run_train(tmp_path / "one", tiny_hub, toy_imdb, train_steps=1, summary_every_steps=1, dropout=dropout)
   two = run_train(tmp_path / "two", tiny_hub, toy_imdb, train_steps=1, summary_every_steps=1,
-                  num_cpu_devices=2)
+                  num_cpu_devices=2, dropout=dropout)
   loss1 = summaries.read_scalars(os.path.join(one, "train"))["loss"]
   loss2 = summaries.read_scalars(os.path.join(two, "train"))["loss"]
   assert loss1[0][0] == loss2[0][0] == 1
@@ -110,10 +113,11 @@ def _wait_for(proc, needle, timeout=120):
   return "".join(seen)
 
 
-@pytest.mark.parametrize("how", ["sigterm", "kill"])
-def test_interrupted_run_resumes_to_the_same_weights(tmp_path, tiny_hub, toy_imdb, how):
-  # 200 steps at batch 16: long enough to interrupt in the middle.
-  common = dict(epochs=10, steps_per_loop=2, log_every_steps=2, checkpoint_every_steps=20)
+@pytest.mark.parametrize("how,replicas", [("sigterm", 1), ("kill", 2)])
+def test_interrupted_run_resumes_to_the_same_weights(tmp_path, tiny_hub, toy_imdb, how, replicas):
+  # 200 steps at batch 16: long enough to interrupt in the middle. Dropout on: its masks are redrawn exactly.
+  common = dict(epochs=10, steps_per_loop=2, log_every_steps=2, checkpoint_every_steps=20, dropout=0.3,
+                num_cpu_devices=replicas)
   reference = run_train(tmp_path / "reference", tiny_hub, toy_imdb, **common)
   interrupted = tmp_path / "interrupted"
   proc = _start(interrupted, tiny_hub, toy_imdb, **common)
@@ -129,15 +133,24 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path, tiny_hub, toy_imd
     proc.wait()
   stopped_at = int(tf.train.latest_checkpoint(str(interrupted)).rsplit("-", 1)[1])
   assert 40 <= stopped_at < 200
+  (interrupted / "ckpt-999_temp").mkdir()  # what a kill during a save leaves behind
   proc = _start(interrupted, tiny_hub, toy_imdb, **common)
   out = proc.communicate(timeout=300)[0]
   assert proc.returncode == 0, out
   assert f"continuing at step {stopped_at} of 200" in out
+  assert not (interrupted / "ckpt-999_temp").exists() and "ckpt-999_temp, left by a save" in out
   final = tf.train.latest_checkpoint(str(interrupted))
   assert final.endswith("-200")
   w_ref, w_res = _weights(tf.train.latest_checkpoint(reference)), _weights(final)
   for k in w_ref:
-    np.testing.assert_allclose(w_ref[k], w_res[k], atol=1e-6, err_msg=k)
+    np.testing.assert_array_equal(w_ref[k], w_res[k], err_msg=k)  # bit for bit
+  # One TensorBoard point per step, although steps after the checkpoint ran twice; the restart is in history.
+  steps = [s for s, _ in summaries.read_scalars(str(interrupted / "train"))["loss"]]
+  assert steps == sorted(set(steps)) and steps[-1] == 200
+  with open(interrupted / "history.jsonl") as f:
+    history = [json.loads(line) for line in f]
+  assert [h["start_step"] for h in history] == [0, stopped_at] and "config" in history[0]
+  assert history[1]["changed"] == {} and history[1]["num_replicas"] == replicas
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, tiny_hub, toy_imdb, monkeypatch):

@@ -1,0 +1,120 @@
+"""Which examples a run trained on and chose its checkpoint by: `<model_dir>/splits.json`.
+
+train.py writes it beside config.json. It holds, per split, a fingerprint of its (text, label) pairs and, for
+the train and validation splits, an 8-byte hash of each text (compared after stripping whitespace, as
+--drop_duplicates compares; 16 hex characters per example, ~0.4 MB for IMDB's 25k). With it:
+
+  - a resumed run refuses data other than the run's (`check_same_data`), unless --resume_on_new_data;
+  - eval.py refuses to score a split that shares examples with the run's training or validation split
+    (`check_not_trained_on`): a --test_fraction given only at eval time takes its "test" examples off the data
+    the run trained on, and a validation split chose the best checkpoint.
+"""
+import hashlib
+import json
+import os
+
+from absl import logging
+import tensorflow as tf
+
+from bertclf import errors
+
+SPLITS_FILE = "splits.json"
+_KEY_CHARS = 16  # hex characters per example hash (8 bytes: ~1e-10 chance that two of 25k texts collide)
+
+
+def _key(text):
+  return hashlib.blake2b(text.strip().encode("utf-8"), digest_size=_KEY_CHARS // 2).hexdigest()
+
+
+def split_record(split, with_examples):
+  """{num_examples, fingerprint[, examples]} of a data.Split; the fingerprint ignores example order."""
+  keys = [_key(t) for t in split.texts]
+  digest = hashlib.sha256("\n".join(sorted(f"{k}:{int(l)}" for k, l in zip(keys, split.labels))).encode())
+  record = {"num_examples": len(keys), "fingerprint": digest.hexdigest()}
+  if with_examples:
+    record["examples"] = "".join(sorted(set(keys)))  # concatenated hashes: compact in JSON
+  return record
+
+
+def fingerprints(text_data):
+  """The record of a data.TextData: its source, classes and each split (example hashes for train/validation)."""
+  return {"source": text_data.source, "class_names": list(text_data.class_names),
+          "splits": {name: split_record(getattr(text_data, name), name != "test")
+                     for name in ("train", "validation", "test") if getattr(text_data, name) is not None}}
+
+
+def _examples(record, name):
+  text = record["splits"].get(name, {}).get("examples", "")
+  return {text[i:i + _KEY_CHARS] for i in range(0, len(text), _KEY_CHARS)}
+
+
+def read(model_dir):
+  path = os.path.join(model_dir, SPLITS_FILE)
+  if not tf.io.gfile.exists(path):
+    return None
+  with tf.io.gfile.GFile(path) as f:
+    return json.load(f)
+
+
+def write(model_dir, record):
+  tf.io.gfile.makedirs(model_dir)
+  with tf.io.gfile.GFile(os.path.join(model_dir, SPLITS_FILE), "w") as f:
+    f.write(json.dumps(record, indent=1))
+
+
+def _describe(record, name):
+  split = record["splits"].get(name)
+  return f"{split['num_examples']} examples, fingerprint {split['fingerprint'][:12]}" if split else "none"
+
+
+def check_same_data(model_dir, record, allow_new_data=False):
+  """The record to write for this run. Refuses (UserError) to resume checkpoints trained on other train or
+  validation examples, unless allow_new_data: then the returned record also lists the examples of the
+  earlier data, so eval.py still refuses to score any example these weights were trained on."""
+  saved = read(model_dir)
+  if saved is None or not tf.train.latest_checkpoint(model_dir):
+    return record
+  changed = [name for name in ("train", "validation")
+             if saved["splits"].get(name, {}).get("fingerprint") != record["splits"].get(name, {}).get("fingerprint")]
+  if not changed:
+    return record
+  if not allow_new_data:
+    diffs = "; ".join(f"{name}: saved {_describe(saved, name)}, now {_describe(record, name)}" for name in changed)
+    raise errors.UserError(
+        f"--model_dir={model_dir} holds checkpoints trained on other data (saved source {saved['source']}, now "
+        f"{record['source']}; {diffs}). Use a new --model_dir, pass the data flags that run used (its config.json), "
+        "or pass --resume_on_new_data to continue training these weights on this data.")
+  logging.warning("--resume_on_new_data: continuing the checkpoints in %s on other data (%s, was %s).", model_dir,
+                  record["source"], saved["source"])
+  merged = json.loads(json.dumps(record))
+  for name in ("train", "validation"):
+    keys = _examples(saved, name) | _examples(record, name)
+    merged["splits"].setdefault(name, {})["examples"] = "".join(sorted(keys))
+  merged["earlier_sources"] = saved.get("earlier_sources", []) + [saved["source"]]
+  return merged
+
+
+def check_not_trained_on(model_dir, name, split, advice):
+  """Refuses (UserError) to score `split` (--split=name) if it shares examples with the run's training split or,
+  for a test split, its validation split; the run's own recorded split of that name passes as it is.
+  advice: what the user can score instead. Returns False (after a warning) when the run has no record."""
+  saved = read(model_dir)
+  if saved is None:
+    logging.warning("%s has no %s, so it cannot be checked that the %s split holds no example the run trained on.",
+                    model_dir, SPLITS_FILE, name)
+    return False
+  if name == "train" or saved["splits"].get(name, {}).get("fingerprint") == split_record(split, False)["fingerprint"]:
+    return True
+  keys = [_key(t) for t in split.texts]
+  against = ("train", "validation") if name == "test" else ("train",)
+  seen = {other: _examples(saved, other) for other in against}
+  overlaps = {other: sum(k in seen[other] for k in keys) for other in against}
+  total = sum(any(k in seen[other] for other in against) for k in keys)
+  if any(overlaps.values()):
+    counts = ", ".join(f"{n} in its {other} split" for other, n in overlaps.items() if n)
+    chose = ", which chose the best checkpoint" if overlaps.get("validation") else ""
+    raise errors.UserError(
+        f"--split={name}: {total} of its {len(keys)} examples are ones the run trained on or "
+        f"selected by ({counts}{chose}; recorded in {os.path.join(model_dir, SPLITS_FILE)}); scoring them would "
+        f"overstate how the model does on unseen text. {advice}")
+  return True
