@@ -1,7 +1,7 @@
 """Layer-wise learning-rate decay (Clark et al. 2020, ELECTRA, §A "layer-wise learning-rate decay"):
 --optimizer=adamw_llrd --layer_decay=d.
 
-Convention (the issue's formula, as in BEiT / Hugging Face recipes): with L transformer layers numbered
+Convention (as in BEiT / Hugging Face recipes): with L transformer layers numbered
 l = 1..L (variable names transformer/layer_<l-1>), layer l trains at lr · d^(L − l):
   head (classifier, head_hidden) and pooler_transform   lr               (the full rate)
   transformer layer l = 1..L                             lr · d^(L − l)   (the top layer: lr)
