@@ -4,7 +4,8 @@ Weights start from GlorotUniform, the tutorial's (Keras's default), with an expl
 alone does not give the same init under every strategy, and a research comparison needs the same starting
 point. Not BERT's TruncatedNormal(0.02): on the demo data (4,096 examples, 3,351 validation) that small init
 left the head behind and cost 1.2 points of validation accuracy after one epoch (seeds 0 and 1, native bf16
-+ buckets: 0.7368 with it, 0.7490 with Glorot; the tutorial 0.7546). See docs/BENCHMARKS.md, section 3.
++ buckets, 2-core AMD EPYC, 2026-11-25: 0.7368 with it, 0.7490 with Glorot; the tutorial 0.7546). See
+docs/BENCHMARKS.md, "Why the defaults are what they are".
 """
 import bertclf  # noqa: F401  (selects tf_keras before TensorFlow loads)
 import tf_keras

@@ -50,11 +50,11 @@ def densify(grads):
   An embedding gradient arrives as one slice per looked-up token, so a token that occurs n times in the batch
   ([CLS], [PAD], "the") has n slices. Applying them sums the duplicates, but `tf.linalg.global_norm` and
   `tf.clip_by_global_norm` square the slices one by one: the norm they see is not the gradient's (5% off on
-  the tiny test model; caught by tests/variants/test_variants_train.py, where --grad_accum_steps sums densely). Dense,
-  the logged norm and the clipping are exact. The update is the same (official's AdamW is Keras's non-lazy Adam:
-  it moves every row of the table each step anyway) and no slower: one fused pass over the table instead of the
-  sparse path's several (docs/BENCHMARKS.md, section 2). Call it after the all-reduce, which then still moves
-  only the looked-up rows between devices.
+  the tiny test model; tests/variants/test_variants_train.py checks it against --grad_accum_steps, which sums
+  densely). Dense, the logged norm and the clipping are exact. The update is the same (official's AdamW is
+  Keras's non-lazy Adam: it moves every row of the table each step anyway) and not measurably slower: one fused
+  pass over the table instead of the sparse path's several (docs/BENCHMARKS.md, "Why the defaults are what they
+  are"). Call it after the all-reduce, which then still moves only the looked-up rows between devices.
   """
   return [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g for g in grads]
 
