@@ -1,9 +1,12 @@
 """multi_worker_mirrored: two local worker processes on 127.0.0.1, each with its own TF_CONFIG."""
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import threading
+import time
 
 import tensorflow as tf
 
@@ -42,3 +45,80 @@ def test_two_workers_train_together(tmp_path, tiny_hub, toy_imdb):
   assert (model_dir / "export" / "saved_model.pb").exists()
   losses = summaries.read_scalars(str(model_dir / "train"))["loss"]
   assert losses[-1][0] == 10 and all(v == v for _, v in losses)  # finite (not NaN)
+
+
+class _Workers:
+  """Two train.py workers on 127.0.0.1; their output is collected by threads so either can be waited on."""
+
+  def __init__(self, model_dirs, tiny_hub, toy_imdb, **overrides):
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in _free_ports(2)]}
+    self.procs, self.outputs = [], []
+    for index, model_dir in enumerate(model_dirs):
+      env = dict(os.environ, TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}))
+      proc = subprocess.Popen(
+          [sys.executable, os.path.join(ROOT, "train.py"), "--strategy=multi_worker_mirrored"] +
+          _argv(str(model_dir), tiny_hub, toy_imdb, **overrides),
+          env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+      lines = []
+      threading.Thread(target=lambda p=proc, out=lines: out.extend(p.stdout), daemon=True).start()
+      self.procs.append(proc)
+      self.outputs.append(lines)
+
+  def wait_for(self, index, needle, timeout=180):
+    deadline = time.time() + timeout
+    while not any(needle in line for line in list(self.outputs[index])):
+      assert time.time() < deadline and self.procs[index].poll() is None, self.text(index)[-3000:]
+      time.sleep(0.05)
+
+  def finish(self, timeout=180):
+    codes = [p.wait(timeout=timeout) for p in self.procs]
+    time.sleep(0.2)  # the reader threads take the last lines
+    return codes
+
+  def text(self, index):
+    return "".join(self.outputs[index])
+
+
+def _step_of(ckpt):
+  return int(ckpt.rsplit("-", 1)[1])
+
+
+def test_a_stop_or_a_lost_worker_ends_every_worker_and_the_same_command_resumes(tmp_path, tiny_hub, toy_imdb):
+  model_dir = tmp_path / "mw"
+  common = dict(train_steps=200, epochs=1, steps_per_loop=1, log_every_steps=1, checkpoint_every_steps=40,
+                dropout=0.3)
+  # 1. SIGTERM to worker 1 only: every worker saves the same step and exits like a single host (143).
+  workers = _Workers([model_dir] * 2, tiny_hub, toy_imdb, **common)
+  workers.wait_for(1, "step 25/200")
+  workers.procs[1].send_signal(signal.SIGTERM)
+  assert workers.finish() == [143, 143], workers.text(0)[-3000:] + workers.text(1)[-3000:]
+  stopped = _step_of(tf.train.latest_checkpoint(str(model_dir)))
+  assert 25 <= stopped < 150
+  assert _step_of(tf.train.latest_checkpoint(str(model_dir / ".workers" / "worker_1"))) == stopped
+  # 2. The same command on both: each restores the chief's checkpoint. Then kill -9 of worker 1 ends the chief
+  # in bounded time with one line naming the checkpoint a rerun resumes from.
+  workers = _Workers([model_dir] * 2, tiny_hub, toy_imdb, **common)
+  for index in (0, 1):
+    workers.wait_for(index, f"continuing at step {stopped} of 200")
+  periodic = (stopped // 40 + 1) * 40  # the next periodic checkpoint (every 40 steps)
+  workers.wait_for(0, f"step {periodic + 5}/200")
+  workers.procs[1].kill()
+  start = time.time()
+  code = workers.procs[0].wait(timeout=120)
+  assert code not in (0, 143) and time.time() - start < 120
+  lost = [line for line in workers.outputs[0] if line.startswith("error: a worker was lost")]
+  assert len(lost) == 1 and lost[0].rstrip().endswith(f"resumes from {model_dir / f'ckpt-{periodic}'}."), lost
+  # 3. The same command again finishes the run from there.
+  workers = _Workers([model_dir] * 2, tiny_hub, toy_imdb, **common)
+  assert workers.finish() == [0, 0], workers.text(0)[-3000:]
+  assert all(f"continuing at step {periodic} of 200" in workers.text(i) for i in (0, 1))
+  assert tf.train.latest_checkpoint(str(model_dir)).endswith("ckpt-200")
+
+
+def test_workers_that_restore_different_steps_are_refused(tmp_path, tiny_hub, toy_imdb):
+  common = dict(train_steps=10, epochs=1, checkpoint_every_steps=10)
+  assert _Workers([tmp_path / "a"] * 2, tiny_hub, toy_imdb, **common).finish() == [0, 0]
+  # Worker 1 does not see the chief's folder (as if --model_dir were not on shared storage).
+  workers = _Workers([tmp_path / "a", tmp_path / "b"], tiny_hub, toy_imdb, **dict(common, train_steps=20))
+  assert workers.finish() == [2, 2]
+  assert "error: The workers restored different steps (0 and 10" in workers.text(0)
