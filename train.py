@@ -185,10 +185,10 @@ def main(argv):
   # ============================================================== Restore: continue exactly where it stopped
   # Every worker restores the chief's latest checkpoint (--model_dir is shared storage; see checkpointing.py).
   latest = tf.train.latest_checkpoint(model_dir)
+  checkpointing.check_same_checkpoint(strategy, latest)
   if latest:
     checkpoint.restore(latest).assert_existing_objects_matched()
     logging.info("Restored %s: continuing at step %d of %d.", latest, int(step.numpy()), total_steps)
-  checkpointing.check_same_step(strategy, step)
   if chief:
     checkpointing.append_history(model_dir, config, int(step.numpy()))
   start_step = int(step.numpy())

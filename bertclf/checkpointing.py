@@ -75,23 +75,25 @@ def append_history(model_dir, config, step):
     f.write(json.dumps(entry, sort_keys=True) + "\n")
 
 
-def check_same_step(strategy, step):
-  """Refuses to train when the workers restored different steps (e.g. --model_dir not shared)."""
+def check_same_checkpoint(strategy, latest):
+  """Refuses to train when the workers would restore different steps (e.g. --model_dir not shared). Runs
+  before the restore: a restore that creates variables on one worker only would desynchronise collectives."""
+  step = int(latest.rsplit("-", 1)[1]) if latest else 0
 
   def replica_step():
-    return tf.reshape(step, [1])
+    return tf.constant([step], tf.int64)
 
   @tf.function
   def every_replicas_step():
     return strategy.gather(strategy.run(replica_step), axis=0)  # [replicas of every worker]
 
-  restored = every_replicas_step()
-  low, high = int(tf.reduce_min(restored)), int(tf.reduce_max(restored))
+  steps = every_replicas_step()
+  low, high = int(tf.reduce_min(steps)), int(tf.reduce_max(steps))
   if low != high:
     raise errors.UserError(
-        f"The workers restored different steps ({low} and {high}; this worker {int(step.numpy())}) from "
-        "--model_dir. Every worker must read the chief's checkpoints: put --model_dir on storage that all hosts "
-        "share, or copy the chief's --model_dir to every host, then rerun.")
+        f"The workers would restore different steps ({low} and {high}; this worker {step}, from "
+        f"{latest or 'nothing'}). Every worker must read the chief's checkpoints: put --model_dir on storage "
+        "that all hosts share, or copy the chief's --model_dir to every host, then rerun.")
 
 
 def all_finite(variables):

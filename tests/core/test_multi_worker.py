@@ -121,4 +121,4 @@ def test_workers_that_restore_different_steps_are_refused(tmp_path, tiny_hub, to
   # Worker 1 does not see the chief's folder (as if --model_dir were not on shared storage).
   workers = _Workers([tmp_path / "a", tmp_path / "b"], tiny_hub, toy_imdb, **dict(common, train_steps=20))
   assert workers.finish() == [2, 2]
-  assert "error: The workers restored different steps (0 and 10" in workers.text(0)
+  assert "error: The workers would restore different steps (0 and 10" in workers.text(0)
