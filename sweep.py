@@ -33,8 +33,8 @@ def define_sweep_flags():
                             "every combination of these values, named NAME.flag=value.")
   flags.DEFINE_list("seeds", ["0", "1", "2", "3", "4"], "train.py --seed of each run; every config gets all of "
                     "them, so configs are compared seed by seed.")
-  flags.DEFINE_string("train_args", "", "train.py flags given to every config before its own (shell quoting), "
-                      "e.g. '--train_steps=200'.")
+  flags.DEFINE_string("train_args", "", "train.py flags for every config, after its own so they override a "
+                      "preset (shell quoting), e.g. '--train_steps=200'.")
   flags.DEFINE_enum("split", "test", ["validation", "test"], "The split eval.py scores (at the final checkpoint) "
                     "and writes per-example predictions of.")
   flags.DEFINE_string("gpus", "auto", "GPU ids to share out, e.g. 0,1,2,3: 'auto' takes CUDA_VISIBLE_DEVICES, "

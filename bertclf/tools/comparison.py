@@ -86,7 +86,7 @@ def to_markdown(report):
   for name, c in report["configs"].items():
     for key, label, _ in METRICS:
       by_seed = dict(zip(c["seeds"], c["metrics"][key]["values"]))
-      lines.append(f"| {name} | {label} | " + " | ".join(f"{by_seed[s]:.4f}" if s in by_seed else "–"
+      lines.append(f"| {name} | {label} | " + " | ".join(_num(by_seed[s]) if s in by_seed else "–"
                                                         for s in all_seeds) + " |")
   if report["paired_over_seeds"]:
     lines += ["", f"### Against {base}, seed by seed", "",
@@ -98,7 +98,7 @@ def to_markdown(report):
     for name, paired in report["paired_over_seeds"].items():
       for key, label, _ in METRICS:
         t = paired[key]
-        std = "–" if t["std"] is None else f"{t['std']:.4f}"
+        std = "–" if t["std"] is None else _num(t["std"])
         lines.append(f"| {name} | {label} | {t['n']} | {_signed(t['mean'])} ± {std} | "
                      f"{_interval(t['interval'])} | {_p(t['p'])} | "
                      f"{', '.join(_signed(v) for v in t['values'])} | {t['verdict']} |")
@@ -163,16 +163,21 @@ def plot(report, out_path):
 
 def _mean_std(summary):
   if summary["std"] is None:
-    return f"{summary['mean']:.4f} (1 seed)"
-  return f"{summary['mean']:.4f} ± {summary['std']:.4f} {_interval(summary['interval'])}"
+    return f"{_num(summary['mean'])} (1 seed)"
+  return f"{_num(summary['mean'])} ± {_num(summary['std'])} {_interval(summary['interval'])}"
 
 
 def _interval(interval):
-  return "–" if interval is None else f"[{interval[0]:.4f}, {interval[1]:.4f}]"
+  return "–" if interval is None else f"[{_num(interval[0])}, {_num(interval[1])}]"
+
+
+def _num(x, sign=""):
+  """4 decimals, as eval.py logs; values below 0.001 (a tiny loss or difference) in 3 significant digits."""
+  return f"{x:{sign}.4f}" if x == 0 or abs(x) >= 0.001 else f"{x:{sign}.2e}"
 
 
 def _signed(x):
-  return f"{x:+.4f}"
+  return _num(x, "+")
 
 
 def _p(p):

@@ -97,11 +97,17 @@ def plan(sweep_dir, configs, seeds, train_args, split):
   if not configs or not seeds:
     raise ValueError("A sweep needs at least one --config and one seed in --seeds.")
   _check_args(train_args, "--train_args")
+  common = {_flag_name(a) for a in train_args if a.startswith("-")} - {"flagfile"}
+  for config in configs:
+    both = sorted(common & {_flag_name(a) for a in config.args if a.startswith("-")})
+    if both:
+      raise ValueError(f"--{', --'.join(both)} set both in --train_args and in config {config.name}: keep one.")
   runs = []
   for seed, config in itertools.product(seeds, configs):
     run_dir = os.path.join(sweep_dir, config.name, f"seed_{seed}")
+    # --train_args after the config's flags: they override a preset's values (e.g. fewer steps for every run).
     runs.append(Run(config.name, int(seed), run_dir,
-                    train_args=list(train_args) + config.args + [f"--seed={seed}", f"--model_dir={run_dir}"],
+                    train_args=config.args + list(train_args) + [f"--seed={seed}", f"--model_dir={run_dir}"],
                     eval_args=[f"--model_dir={run_dir}", f"--split={split}", "--plots=false",
                                f"--predictions_output={os.path.join(run_dir, f'predictions_{split}.jsonl')}"]))
   return runs
@@ -239,7 +245,7 @@ class Scheduler:
     start = last_progress = time.time()
     handlers = {sig: signal.signal(sig, self._stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-      while waiting or running:
+      while running or (waiting and self.stop_signal is None):
         while waiting and free and self.stop_signal is None:
           slot = free.pop(0)
           job = waiting.pop(0)
@@ -272,7 +278,7 @@ class Scheduler:
             results[job.name] = f"failed: {stage} exit {code}"
             self.log(f"[sweep] FAILED {job.name} {stage}: exit {code}{_explain(code)}; log {log_path}:\n"
                      + _tail(log_path, 12))
-        if time.time() - last_progress >= self.progress_every_secs and (waiting or running):
+        if time.time() - last_progress >= self.progress_every_secs and running:
           last_progress = time.time()
           self.log(self._progress(start, results, running, waiting, durations))
     finally:
@@ -366,11 +372,15 @@ def _nvidia_smi():
 
 def _check_args(args, what):
   for arg in args:
-    name = arg.lstrip("-").split("=", 1)[0]
-    if arg.startswith("-") and name in _SWEEP_SETS:
+    if arg.startswith("-") and _flag_name(arg) in _SWEEP_SETS:
       raise ValueError(f"{what}: {arg} is set by the sweep for each run (--seeds, --sweep_dir); remove it.")
     if arg.startswith("--flagfile=") and not os.path.exists(arg.split("=", 1)[1]):
       raise ValueError(f"{what}: {arg}: no such file (flagfile paths are relative to the current folder).")
+
+
+def _flag_name(arg):
+  """The flag an argument sets: '--dropout=0.1' → 'dropout'."""
+  return arg.lstrip("-").split("=", 1)[0]
 
 
 def _flag_value(args, name):

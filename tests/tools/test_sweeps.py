@@ -1,7 +1,9 @@
 """The sweep's plan, GPU partition and scheduler, with fake GPU lists and small Python commands (no TensorFlow)."""
 import json
 import os
+import signal
 import sys
+import threading
 import time
 
 import pytest
@@ -42,11 +44,14 @@ def test_plan_is_seed_major_and_sets_seed_and_model_dir_last(tmp_path):
   assert [r.name for r in runs] == ["a/seed_3", "b/seed_3", "a/seed_7", "b/seed_7"]
   run = runs[1]
   assert run.run_dir == os.path.join(str(tmp_path), "b", "seed_3")
-  assert run.train_args == ["--train_steps=5", "--dropout=0.0", "--seed=3", f"--model_dir={run.run_dir}"]
+  # --train_args after the config's own flags (they override a preset), the sweep's two last.
+  assert run.train_args == ["--dropout=0.0", "--train_steps=5", "--seed=3", f"--model_dir={run.run_dir}"]
   assert run.eval_args[:3] == [f"--model_dir={run.run_dir}", "--split=test", "--plots=false"]
   assert run.predictions_file == os.path.join(run.run_dir, "predictions_test.jsonl") and run.split == "test"
   with pytest.raises(ValueError, match="names repeat"):
     sweeps.plan(str(tmp_path), configs + [configs[0]], [0], [], "test")
+  with pytest.raises(ValueError, match="--dropout set both in --train_args and in config a"):
+    sweeps.plan(str(tmp_path), configs, [0], ["--dropout=0.3"], "test")
 
 
 def test_a_folder_made_with_other_flags_is_refused_and_a_new_split_too(tmp_path):
@@ -151,3 +156,21 @@ def test_progress_line_has_an_eta_once_a_job_finished(tmp_path):
   progress = [line for line in lines if line.startswith("[sweep 0:")]
   assert any("ETA after the first run" in line for line in progress)
   assert any(line.endswith(tuple(f"ETA 0:00:0{i}" for i in range(3))) and "1 done" in line for line in progress)
+
+
+def test_sigterm_stops_the_running_job_and_starts_no_new_one(tmp_path):
+  # Each fake command exits 143 on SIGTERM, as train.py does after saving its checkpoint.
+  code = "import signal, sys, time; signal.signal(signal.SIGTERM, lambda *a: sys.exit(143)); time.sleep(30)"
+  jobs = [sweeps.Job(f"s{i}", [("train", [sys.executable, "-c", code], str(tmp_path / f"s{i}.log"))])
+          for i in range(3)]
+  lines, before = [], signal.getsignal(signal.SIGTERM)
+  scheduler = sweeps.Scheduler([None], lambda *a: None, log=lines.append, poll_secs=0.05)
+  timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGTERM))  # as Ctrl-C or a job scheduler would
+  timer.start()
+  t = time.time()
+  results = scheduler.run(jobs)
+  timer.join()
+  assert time.time() - t < 10
+  assert results == {"s0": "failed: train exit 143", "s1": "not started", "s2": "not started"}
+  assert scheduler.stop_signal == signal.SIGTERM
+  assert signal.getsignal(signal.SIGTERM) == before  # the scheduler's handler is gone again
