@@ -8,7 +8,9 @@ import subprocess
 import sys
 import time
 
+from absl import flags
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from bertclf.tools import predictions
@@ -84,3 +86,11 @@ def test_sweep_runs_resumes_skips_and_compares(tmp_path, tiny_hub, toy_imdb):
   assert report["bootstrap"]["b"]["accuracy"]["n_seeds"] == 2
   assert (sweep_dir / "comparison.md").read_text().startswith("## Sweep")
   assert (sweep_dir / "comparison.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_predictions_output_is_refused_beside_predict():
+  try:
+    with pytest.raises(flags.IllegalFlagValueError, match="--predictions_output holds the scored --split"):
+      flags.FLAGS(["eval.py", "--predictions_output=p.jsonl", "--predict=a great film"])
+  finally:
+    flags.FLAGS.unparse_flags()
