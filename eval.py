@@ -34,6 +34,7 @@ from bertclf import pipeline
 from bertclf import run_config
 from bertclf import splits
 from bertclf import summaries
+from bertclf.tools import predictions
 
 FLAGS = flags.FLAGS
 
@@ -225,6 +226,8 @@ def _report(out_dir, split, metrics, probs, step, source, text_data, encoder):
   tf.io.gfile.makedirs(out_dir)
   with tf.io.gfile.GFile(os.path.join(out_dir, name + ".json"), "w") as f:
     f.write(json.dumps(result, indent=2))
+  if FLAGS.predictions_output:
+    predictions.write(FLAGS.predictions_output, split.texts, split.labels, probs)
   if step is not None:
     summaries.write_scalars(summaries.writer(out_dir, name), step,
                             {k: metrics[k] for k in ("loss", "accuracy", "macro_f1", "roc_auc") if k in metrics})

@@ -170,7 +170,15 @@ def define_eval_flags():
   flags.DEFINE_bool("plots", True, "Write PNG plots into <model_dir>/plots.")
   flags.register_validator("predict", lambda v: not v or all(t.strip() for t in v),
                            message="--predict was given an empty text; pass a text to classify.")
+  flags.DEFINE_string("predictions_output", None, "Also write each scored example of --split here as JSONL: id "
+                      "(position in the split), label, text hash and probabilities (bertclf/tools/predictions.py), "
+                      "so two runs can be compared example by example (compare.py).")
   flags.register_validator("watch_timeout", lambda v: v > 0, message="--watch_timeout must be > 0.")
+  flags.register_multi_flags_validator(
+      ["predictions_output", "predict", "predict_file"],
+      lambda d: not (d["predictions_output"] and (d["predict"] or d["predict_file"])),
+      message="--predictions_output holds the scored --split; texts of --predict/--predict_file go to "
+      "--predict_output.")
   flags.register_multi_flags_validator(
       ["watch", "export_dir"], lambda d: not (d["watch"] and d["export_dir"]),
       message="--watch follows checkpoints in --model_dir; it cannot be combined with --export_dir.")

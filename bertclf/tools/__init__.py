@@ -1,2 +1,3 @@
 """Tools outside the training path: TF Hub-format export of BERT encoders, the MiniLM converter, tiny generated
-data and encoders for tests and `make tiny`, and the FLOP counter used by the benchmarks."""
+data and encoders for tests and `make tiny`, the FLOP counter used by the benchmarks, and what sweep.py and
+compare.py build on (sweeps, comparison, sweep_hparams, and predictions, eval.py's per-example output)."""
