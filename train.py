@@ -98,6 +98,11 @@ def main(argv):
   for k in sorted(config):
     logging.info("config %s = %s", k, config[k])
 
+  if FLAGS.encoder_impl == "hub" and FLAGS.encoder_dropout:
+    logging.warning("The TF Hub encoder's own dropout draws from stateful random ops inside its SavedModel: "
+                    "after a resume it does not redraw the same masks, and replicas may share them. "
+                    "--encoder_impl=native (any BERT encoder it can rebuild) or --encoder_dropout=false avoids both.")
+
   # ============================================================== Model, optimizer, checkpoint
   variant_options = bertclf_flags.step_options()  # settings of the research variants (docs/VARIANTS.md)
   with strategy.scope():
