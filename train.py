@@ -43,8 +43,8 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
-  paths.check_writable_dir("--model_dir", FLAGS.model_dir)  # a file, read-only or full disk: before any slow work
   # ============================================================== Setup: strategy, precision, encoder, config
+  paths.check_writable_dir("--model_dir", FLAGS.model_dir)  # a file, read-only or full disk: before any slow work
   strategy = distribute.get_strategy(FLAGS.strategy, FLAGS.num_gpus, FLAGS.num_cpu_devices)
   num_replicas = strategy.num_replicas_in_sync
   G = FLAGS.batch_size  # pylint: disable=invalid-name
@@ -56,7 +56,7 @@ def main(argv):
   handles = encoders.resolve(FLAGS.encoder, FLAGS.preprocess)
   if handles.max_seq_length and FLAGS.seq_length > handles.max_seq_length:
     raise errors.UserError(f"--seq_length={FLAGS.seq_length} exceeds the encoder's maximum of "
-                     f"{handles.max_seq_length} positions.")
+                           f"{handles.max_seq_length} positions.")
   model_dir = FLAGS.model_dir
 
   # ============================================================== Data: load, tokenize once on the host
@@ -215,6 +215,23 @@ def main(argv):
     return (f"The last good checkpoint is {manager.latest_checkpoint}." if manager.latest_checkpoint else
             "No checkpoint was saved before it: there is nothing to resume from.")
 
+  def recover_or_stop(out, s, n, bad):
+    """Step `bad` of the call that ran steps s+1..s+n diverged: stop with the error, or (--recovery_max_trials)
+    reload the last good checkpoint and return its step; the data goes on after the bad call's batches."""
+    i = bad - s - 1
+    problem = f"Training diverged at step {bad}: loss {out['loss'][i]:.4g}, gradient norm {out['grad_norm'][i]:.4g}."
+    trials, skipped = recovery.numpy()
+    if trials >= FLAGS.recovery_max_trials or not manager.latest_checkpoint:
+      raise checkpointing.Diverged(f"{problem} Stopping. {last_good()} Advice: "
+                                   f"{checkpointing.divergence_advice(FLAGS.dtype, FLAGS.learning_rate)}.")
+    checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+    good = int(step.numpy())
+    recovery.assign([trials + 1, skipped + s + n - good])  # the data position is step + skipped
+    logging.warning("%s Recovery %d of %d: reloaded %s; continuing at step %d with the batches after the bad "
+                    "one.", problem, trials + 1, FLAGS.recovery_max_trials, manager.latest_checkpoint, good)
+    summaries.write_scalars(train_writer, good, {"recoveries": trials + 1})
+    return good
+
   # SIGTERM / SIGINT: on one host, finish the current steps_per_loop call, save, exit. On several workers,
   # TensorFlow's PreemptionCheckpointHandler makes every worker save the same step, then exit.
   stop = checkpointing.StopRequests()
@@ -230,24 +247,9 @@ def main(argv):
     while s < total_steps and not (stop and preemption is None):
       n = _steps_until_next_event(s, total_steps, steps_per_epoch)
       out = {k: v.numpy() for k, v in train_loop(train_iter, tf.constant(n)).items()}
-      bad = checkpointing.first_bad_step(out, s, FLAGS.loss_upper_bound, gradients_may_overflow=ctx.scaled)
-      if bad is not None:  # nothing from this call is kept: no summary, no checkpoint
-        i = bad - s - 1
-        problem = (f"Training diverged at step {bad}: loss {out['loss'][i]:.4g}, gradient norm "
-                   f"{out['grad_norm'][i]:.4g}.")
-        if int(recovery[0].numpy()) >= FLAGS.recovery_max_trials or not manager.latest_checkpoint:
-          raise checkpointing.Diverged(f"{problem} Stopping. {last_good()} Advice: "
-                                   f"{checkpointing.divergence_advice(FLAGS.dtype, FLAGS.learning_rate)}.")
-        trials, skipped = recovery.numpy()
-        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-        skipped += s + n - int(step.numpy())  # the data continues after the bad call's batches
-        recovery.assign([trials + 1, skipped])
-        s = saved_at = int(step.numpy())
-        logging.warning("%s Recovery %d of %d: reloaded %s; continuing at step %d with the batches after the "
-                        "bad one.", problem, trials + 1, FLAGS.recovery_max_trials, manager.latest_checkpoint, s)
-        summaries.write_scalars(train_writer, s, {"recoveries": trials + 1})
-        window = {k: [] for k in outputs}
-        window_start, window_steps = time.time(), 0
+      if (bad := checkpointing.first_bad_step(out, s, FLAGS.loss_upper_bound, ctx.scaled)) is not None:
+        s = saved_at = recover_or_stop(out, s, n, bad)  # nothing from this call is logged or saved
+        window, window_start, window_steps = {k: [] for k in outputs}, time.time(), 0
         continue
       s += n
       for k in outputs:
