@@ -192,11 +192,17 @@ def main(argv):
   latest = tf.train.latest_checkpoint(model_dir)
   checkpointing.check_same_checkpoint(strategy, latest)
   if latest:
-    checkpoint.restore(latest).assert_existing_objects_matched()
+    restored = checkpoint.restore(latest).assert_existing_objects_matched()
     logging.info("Restored %s: continuing at step %d of %d.", latest, int(step.numpy()), total_steps)
   if chief:
     checkpointing.append_history(model_dir, config, int(step.numpy()))
   start_step = int(step.numpy())
+  if latest and start_step >= total_steps:  # the same command again after the run finished
+    # No step will run, so the optimizer variables that its first apply_gradients creates (iterations, beta_1,
+    # beta_2, decay) are never built to receive their values: TensorFlow would warn about each at exit.
+    restored.expect_partial()
+    if _finished(model_dir, start_step, total_steps):
+      return
 
   data_position = start_step + int(recovery[1].numpy())  # batches consumed: steps + batches recoveries skipped
   train_iter = iter(strategy.distribute_datasets_from_function(pipeline.train_dataset_fn(
@@ -312,6 +318,20 @@ def main(argv):
                       probabilities_fn=loss_def.probabilities, class_names=text_data.class_names,
                       seq_length=FLAGS.seq_length)
   logging.info("Done: %d steps; model dir %s", s, model_dir)
+
+
+def _finished(model_dir, s, total_steps):
+  """Logs that the run is finished; True when there is nothing left to do, False when its export is missing and
+  --export asks for it (then the export block writes it from the best checkpoint)."""
+  export_dir = os.path.join(model_dir, "export")
+  exported = tf.io.gfile.exists(os.path.join(export_dir, "saved_model.pb"))
+  if FLAGS.export and not exported:
+    logging.info("The run in %s is already finished at step %d of %d; its export %s is missing: writing it.",
+                 model_dir, s, total_steps, export_dir)
+    return False
+  logging.info("The run in %s is already finished at step %d of %d; %s Nothing to do.", model_dir, s, total_steps,
+               f"its export is {export_dir}." if exported else "it has no export (--export writes one).")
+  return True
 
 
 def _steps_until_next_event(s, total_steps, steps_per_epoch):

@@ -7,13 +7,39 @@ name gives the same function in fp32 and real bf16/fp16 math (attention and dens
 
 Any SavedModel whose variables do not map one-to-one onto a BertEncoder (ALBERT, Talking-Heads, ...) returns
 None with the reason, and the caller falls back to the Hub layer and says so.
+
+The activation is the one thing the weights do not tell. With a bert_config.json beside the encoder, its
+hidden_act is used. Without one (every tfhub.dev download), official's "gelu" (the tanh approximation, which the
+TF Hub BERTs were trained with) and exact GELU (Hugging Face's "gelu": MiniLM and most converted models) are
+both built in float32 and run on a probe input beside the SavedModel; the one that reproduces it is kept. On
+all-MiniLM-L6-v2 (exact GELU) the probe gives a relative difference of 1.2e-6 for exact GELU and 9.4e-4 for the
+tanh approximation: the wrong one is small enough to go unnoticed and large enough to change fine-tuning results.
 """
+import contextlib
+
 import bertclf  # noqa: F401  (selects tf_keras before TensorFlow loads)
 from absl import logging
+import numpy as np
 import tensorflow as tf
+import tf_keras
 
+from bertclf import errors
 from official.legacy.bert import configs as bert_configs
 from official.nlp.tools import export_tfhub_lib
+
+# Keras serialization of `tf_keras.activations.gelu` (approximate=False): official's `tf_utils.get_activation`
+# maps the string "gelu" to the tanh approximation but hands a dict to `tf_keras.activations.get`, which builds
+# exact GELU; a dict also survives bert_config.json.
+EXACT_GELU = {"module": "keras.activations", "class_name": "function", "config": "gelu",
+              "registered_name": "gelu"}
+# hidden_act candidates for an encoder without a config file: (name for messages, BertConfig.hidden_act).
+ACTIVATIONS = (("tanh-approximate GELU (official's \"gelu\")", "gelu"), ("exact GELU", EXACT_GELU))
+# Relative difference (max |native - SavedModel| / max |SavedModel| over pooled and sequence output) on the probe
+# input: float32 round-off gives 4e-7 (1-layer test encoder) to 1.2e-6 (all-MiniLM-L6-v2); the wrong GELU gives
+# 2e-4 to 9e-4. Above MATCH_TOLERANCE the rebuilt encoder is used with a warning; above REFUSE_TOLERANCE it
+# computes another function and is refused.
+MATCH_TOLERANCE = 1e-5
+REFUSE_TOLERANCE = 1e-2
 
 
 def _strip(name):
@@ -24,7 +50,7 @@ def infer_config(variables):
   """A BertConfig from the shapes of a BERT SavedModel's variables (when it ships no bert_config.json).
 
   The activation cannot be read off the weights: "gelu" (official's approximate GELU) is what the TF Hub BERTs
-  were trained with.
+  were trained with; `detect_config` checks it against the SavedModel's outputs.
   """
   shapes = {_strip(v.name): v.shape for v in variables}
   needed = ("word_embeddings/embeddings", "position_embedding/embeddings", "type_embeddings/embeddings",
@@ -84,10 +110,72 @@ def build_native_encoder(saved_model, config=None, cls_only=False):
   return encoder, None
 
 
+@contextlib.contextmanager
+def _float32_policy():
+  saved = tf_keras.mixed_precision.global_policy()
+  tf_keras.mixed_precision.set_global_policy("float32")
+  try:
+    yield
+  finally:
+    tf_keras.mixed_precision.set_global_policy(saved)
+
+
+def _relative_difference(outputs, reference):
+  """max |outputs - reference| / max |reference| over pooled_output [B, H] and sequence_output [B, T, H]."""
+  diffs = []
+  for key in ("pooled_output", "sequence_output"):
+    ref = np.asarray(reference[key], np.float64)
+    diffs.append(np.abs(np.asarray(outputs[key], np.float64) - ref).max() / max(np.abs(ref).max(), 1e-30))
+  return max(diffs)
+
+
+def detect_config(saved_model, name):
+  """The BertConfig dict of a BERT SavedModel that ships no bert_config.json, with its activation detected.
+
+  Each of ACTIVATIONS is built in float32 with the SavedModel's weights and run on a probe input ([2, 16] token
+  ids) beside the SavedModel itself; the closer one is kept, and logged. None when the SavedModel is not a
+  BertEncoder (the caller then falls back to the Hub layer). Raises UserError when neither reproduces it.
+  name: the --encoder path or handle, for messages. Costs two extra encoder builds at start-up (all-MiniLM-L6-v2:
+  ~4 s on 2 shared CPU cores).
+  """
+  bert_config = infer_config(list(getattr(saved_model, "variables", [])))
+  if bert_config is None:
+    return None
+  length = min(16, bert_config.max_position_embeddings)
+  ids = tf.random.stateless_uniform([2, length], [0, 0], 0, bert_config.vocab_size, tf.int32)  # [2, T]
+  probe = dict(input_word_ids=ids, input_mask=tf.ones_like(ids), input_type_ids=tf.zeros_like(ids))
+  # Inside a strategy's scope (train.py builds the model there) the SavedModel's restored functions run only in
+  # replica context; run them on one replica. Without a strategy this is a plain call.
+  strategy = tf.distribute.get_strategy()
+  outputs = strategy.run(lambda: saved_model(probe, training=False))  # {pooled_output, sequence_output, ...}
+  reference = {k: strategy.experimental_local_results(outputs[k])[0] for k in ("pooled_output", "sequence_output")}
+  differences = {}
+  with _float32_policy():  # the SavedModel computes in float32 whatever the policy
+    for label, act in ACTIVATIONS:
+      config = dict(bert_config.to_dict(), hidden_act=act)
+      encoder, _ = build_native_encoder(saved_model, config)
+      if encoder is None:  # not a BertEncoder: build_native_encoder says why when the caller builds it again
+        return None
+      differences[label] = _relative_difference(encoder(probe, training=False), reference)
+  (best, best_diff), (other, other_diff) = sorted(differences.items(), key=lambda item: item[1])
+  if best_diff > REFUSE_TOLERANCE:
+    raise errors.UserError(
+        f"--encoder_impl=native: {name} has no bert_config.json beside it, and neither GELU rebuilds it (relative "
+        f"difference on a probe input: {best} {best_diff:.2g}, {other} {other_diff:.2g}). Pass "
+        "--encoder_impl=hub, or put the encoder's bert_config.json (with its hidden_act) beside the encoder folder.")
+  log = logging.info if best_diff <= MATCH_TOLERANCE else logging.warning
+  log("--encoder_impl=native: %s has no bert_config.json; activation detected on a probe input: %s (relative "
+      "difference to the SavedModel %.2g; %s: %.2g)%s.", name, best, best_diff, other, other_diff,
+      "" if best_diff <= MATCH_TOLERANCE else f"; above {MATCH_TOLERANCE:g}, so the native encoder is not exactly "
+      "the SavedModel's function: pass --encoder_impl=hub for that")
+  return dict(bert_config.to_dict(), hidden_act=dict(ACTIVATIONS)[best])
+
+
 def load_encoder(load_saved_model, handles, trainable=True, cls_only=False):
   """The native encoder for `handles`, or None (after logging why mixed precision will not reach it)."""
   saved_model = load_saved_model(handles.encoder)
-  encoder, reason = build_native_encoder(saved_model, handles.config, cls_only)
+  config = handles.config or detect_config(saved_model, handles.encoder)
+  encoder, reason = build_native_encoder(saved_model, config, cls_only)
   if encoder is None:
     logging.warning("--encoder_impl=native: %s %s; falling back to the TF Hub layer, so mixed precision will "
                     "not reach the encoder (its math stays float32) and XLA recompiles around it.",

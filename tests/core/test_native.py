@@ -10,14 +10,18 @@ import tensorflow as tf
 import tensorflow_hub as hub
 import tf_keras
 
+from bertclf import distribute
 from bertclf import encoders
+from bertclf import errors
 from bertclf.swaps import losses
 from bertclf import model as model_lib
 from bertclf import native
 from bertclf.swaps import optim
 from bertclf.swaps import steps
 from bertclf import summaries
+from bertclf.tools import hub_export
 from harness import run_train
+from official.modeling import tf_utils
 
 
 def _inputs(tiny_hub):
@@ -84,6 +88,50 @@ def test_config_inferred_from_shapes_gives_the_same_encoder(tiny_hub):
   inferred = native.infer_config(hub.load(handles.encoder).variables)
   assert (inferred.num_hidden_layers, inferred.hidden_size, inferred.num_attention_heads,
           inferred.intermediate_size) == (2, 32, 2, 64)
+
+
+@pytest.fixture(scope="module", params=["gelu", "exact", "relu"])
+def configless_hub(request, tmp_path_factory):
+  """(hidden_act, path): a 1-layer, hidden-32 encoder with that activation exported WITHOUT bert_config.json, as
+  tfhub.dev ships them. Weights drawn with stddev 0.2 (not 0.02): pre-activations of ~1 are where the two GELUs
+  differ (by 2e-4 to 4e-4 relative here); near 0 they agree to 1e-7 and the activation could not be told apart."""
+  act = {"exact": native.EXACT_GELU}.get(request.param, request.param)
+  root = str(tmp_path_factory.mktemp(f"configless_{request.param}"))
+  vocab = os.path.join(root, "vocab.txt")
+  config = hub_export.tiny_bert_config(hub_export.write_tiny_vocab(vocab), num_layers=1, dropout=0.0)
+  config.hidden_act, config.initializer_range = act, 0.2
+  tf.random.set_seed(3)
+  hub_export.export_hub_format(root, bert_config=config, vocab_file=vocab, default_seq_length=16)
+  os.remove(os.path.join(root, hub_export.CONFIG_FILE))
+  return act, root
+
+
+def test_activation_without_config_file_is_detected(configless_hub, caplog, policy):
+  act, root = configless_hub
+  handles = encoders.resolve(root)
+  assert handles.config is None
+  inputs = _inputs(root)
+  if act == "relu":  # neither GELU is this encoder: refused, not approximated
+    with pytest.raises(errors.UserError, match="neither GELU rebuilds it .* Pass --encoder_impl=hub, or put the "
+                       "encoder's bert_config.json"):
+      encoders.load_encoder_layer(handles, impl="native")
+    return
+  with caplog.at_level(logging.INFO, logger="absl"):
+    nat = encoders.load_encoder_layer(handles, impl="native")
+  ref = encoders.load_encoder_layer(handles)(inputs)
+  out = nat(inputs)
+  for key in ("pooled_output", "sequence_output"):  # round-off ~1e-6; the wrong GELU ~3e-4
+    np.testing.assert_allclose(out[key].numpy(), ref[key].numpy(), rtol=0, atol=3e-6, err_msg=key)
+  built = tf_utils.get_activation(act)
+  assert nat.transformer_layers[0]._inner_activation is built  # pylint: disable=protected-access
+  label = "exact GELU" if act == native.EXACT_GELU else "tanh-approximate GELU"
+  assert f"activation detected on a probe input: {label}" in caplog.text
+  # Under mixed precision the probe still runs in float32 (a bf16 encoder would be ~1e-2 off either way), and in
+  # a 2-replica strategy's scope as train.py builds it; the encoder itself is then built in bfloat16.
+  policy("bf16")
+  with distribute.get_strategy("mirrored", num_cpu_devices=2).scope():
+    low = encoders.load_encoder_layer(handles, impl="native")
+  assert low.compute_dtype == "bfloat16" and low.transformer_layers[0]._inner_activation is built  # pylint: disable=protected-access
 
 
 @pytest.mark.parametrize("dtype,low", [("bf16", tf.bfloat16), ("fp16", tf.float16)])
