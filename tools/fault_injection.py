@@ -21,7 +21,6 @@ import random
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -31,16 +30,8 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PY = sys.executable
-
-
-def _free_ports(n):
-  socks = [socket.socket() for _ in range(n)]
-  for s in socks:
-    s.bind(("127.0.0.1", 0))
-  ports = [s.getsockname()[1] for s in socks]
-  for s in socks:
-    s.close()
-  return ports
+sys.path.insert(0, ROOT)
+from bertclf.tools import local_cluster  # noqa: E402  pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 class Run:
@@ -54,9 +45,7 @@ class Run:
              ] + args.extra.split()
     envs = [dict(os.environ)]
     if args.workers > 1:
-      cluster = {"worker": [f"127.0.0.1:{p}" for p in _free_ports(args.workers)]}
-      envs = [dict(os.environ, TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}}))
-              for i in range(args.workers)]
+      envs = [dict(os.environ, TF_CONFIG=c) for c in local_cluster.worker_tf_configs(args.workers)]
       flags.append("--strategy=multi_worker_mirrored")
     self.procs, self.lines = [], []
     for env in envs:

@@ -2,7 +2,6 @@
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -11,26 +10,16 @@ import time
 import tensorflow as tf
 
 from bertclf import summaries
+from bertclf.tools import local_cluster
 from harness import _argv
 from harness import ROOT
 
 
-def _free_ports(n):
-  socks = [socket.socket() for _ in range(n)]
-  for s in socks:
-    s.bind(("127.0.0.1", 0))
-  ports = [s.getsockname()[1] for s in socks]
-  for s in socks:
-    s.close()
-  return ports
-
-
 def test_two_workers_train_together(tmp_path, tiny_hub, toy_imdb):
-  cluster = {"worker": [f"127.0.0.1:{p}" for p in _free_ports(2)]}
   model_dir = tmp_path / "mw"
   procs = []
-  for index in range(2):
-    env = dict(os.environ, TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}))
+  for tf_config in local_cluster.worker_tf_configs(2):
+    env = dict(os.environ, TF_CONFIG=tf_config)
     procs.append(subprocess.Popen(
         [sys.executable, os.path.join(ROOT, "train.py"), "--strategy=multi_worker_mirrored"] +
         _argv(str(model_dir), tiny_hub, toy_imdb, train_steps=10, epochs=1, export=True),
@@ -51,10 +40,9 @@ class _Workers:
   """Two train.py workers on 127.0.0.1; their output is collected by threads so either can be waited on."""
 
   def __init__(self, model_dirs, tiny_hub, toy_imdb, **overrides):
-    cluster = {"worker": [f"127.0.0.1:{p}" for p in _free_ports(2)]}
     self.procs, self.outputs = [], []
-    for index, model_dir in enumerate(model_dirs):
-      env = dict(os.environ, TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}))
+    for tf_config, model_dir in zip(local_cluster.worker_tf_configs(len(model_dirs)), model_dirs):
+      env = dict(os.environ, TF_CONFIG=tf_config)
       proc = subprocess.Popen(
           [sys.executable, os.path.join(ROOT, "train.py"), "--strategy=multi_worker_mirrored"] +
           _argv(str(model_dir), tiny_hub, toy_imdb, **overrides),
