@@ -95,8 +95,10 @@ def main(argv):
     if not saved:  # config.json: what the run started with; each restart is appended to history.jsonl
       run_config.write(model_dir, config)
     splits.write(model_dir, data_record)
-  for k in sorted(config):
-    logging.info("config %s = %s", k, config[k])
+  # One line of the choices that matter most; every value is in config.json and TensorBoard's Text tab.
+  logging.info("run: %s (all %d values: %s)", ", ".join(f"{k}={config[k]}" for k in _hparam_keys() + (
+      "encoder_impl", "strategy_class", "total_steps", "num_train_examples") if k in config), len(config),
+               os.path.join(model_dir, run_config.CONFIG_FILE))
 
   if FLAGS.encoder_impl == "hub" and FLAGS.encoder_dropout:
     logging.warning("The TF Hub encoder's own dropout draws from stateful random ops inside its SavedModel: "
