@@ -17,6 +17,7 @@ from absl import logging
 import tensorflow as tf
 
 from bertclf import errors
+from bertclf import run_config
 
 HISTORY_FILE = "history.jsonl"
 
@@ -71,8 +72,14 @@ def append_history(model_dir, config, step):
                         if first.get(k) != now.get(k)}
     if entry["changed"]:
       logging.info("Changed since the run's first start: %s", entry["changed"])
+  line = json.dumps(entry, sort_keys=True) + "\n"
+  if first is None:  # the first line holds the config: never half written
+    run_config.write_atomically(path, line)
+    return
+  with tf.io.gfile.GFile(path) as f:
+    torn = not f.read().endswith("\n")  # a kill during an earlier append
   with tf.io.gfile.GFile(path, "a") as f:
-    f.write(json.dumps(entry, sort_keys=True) + "\n")
+    f.write(("\n" if torn else "") + line)
 
 
 def check_same_checkpoint(strategy, latest):

@@ -33,6 +33,13 @@ def check_compatible(saved, config, what):
 
 
 def write(model_dir, config):
-  tf.io.gfile.makedirs(model_dir)
-  with tf.io.gfile.GFile(os.path.join(model_dir, CONFIG_FILE), "w") as f:
-    f.write(json.dumps(config, indent=2, sort_keys=True, default=str))
+  write_atomically(os.path.join(model_dir, CONFIG_FILE), json.dumps(config, indent=2, sort_keys=True, default=str))
+
+
+def write_atomically(path, text):
+  """Writes a file of the model dir so that a kill at any moment leaves the old file or the new one, never half
+  of one: a temporary file, then a rename over the old."""
+  tf.io.gfile.makedirs(os.path.dirname(path))
+  with tf.io.gfile.GFile(path + ".tmp", "w") as f:
+    f.write(text)
+  tf.io.gfile.rename(path + ".tmp", path, overwrite=True)

@@ -17,6 +17,7 @@ from absl import logging
 import tensorflow as tf
 
 from bertclf import errors
+from bertclf import run_config
 
 SPLITS_FILE = "splits.json"
 _KEY_CHARS = 16  # hex characters per example hash (8 bytes: ~1e-10 chance that two of 25k texts collide)
@@ -57,9 +58,7 @@ def read(model_dir):
 
 
 def write(model_dir, record):
-  tf.io.gfile.makedirs(model_dir)
-  with tf.io.gfile.GFile(os.path.join(model_dir, SPLITS_FILE), "w") as f:
-    f.write(json.dumps(record, indent=1))
+  run_config.write_atomically(os.path.join(model_dir, SPLITS_FILE), json.dumps(record, indent=1))
 
 
 def _describe(record, name):

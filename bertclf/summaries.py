@@ -47,8 +47,11 @@ def write_config(summary_writer, config, hparams):
 def _events(logdir):
   """Every Event in the event files of one folder (read with tf.data, which prints no deprecation warning)."""
   for path in sorted(tf.io.gfile.glob(os.path.join(logdir, "events.out.tfevents.*"))):
-    for record in tf.data.TFRecordDataset(path):
-      yield event_pb2.Event.FromString(record.numpy())
+    try:
+      for record in tf.data.TFRecordDataset(path):
+        yield event_pb2.Event.FromString(record.numpy())
+    except tf.errors.DataLossError:  # a last record cut short by a kill during a write; TensorBoard skips it too
+      continue
 
 
 def read_scalars(logdir):

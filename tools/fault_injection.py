@@ -71,7 +71,7 @@ class Run:
     time.sleep(0.2)
     return codes
 
-  def tail(self, index, n=8):
+  def tail(self, index, n=30):
     return "".join(self.lines[index][-n:])
 
 
@@ -154,7 +154,8 @@ def main():
     rows.append(row)
     print(f"trial {t}: starts {row['starts']} kill -9 {row['kills']} SIGTERM {row['sigterms']} "
           f"crashes {len(row['crashes'])} final {row['final']} identical {row['identical']}", flush=True)
-    shutil.rmtree(model_dir, ignore_errors=True)
+    if row["identical"] and not row["crashes"]:
+      shutil.rmtree(model_dir, ignore_errors=True)  # kept otherwise, to look at
   summary = {"command": " ".join(sys.argv), "reference": os.path.basename(ref_ckpt), "trials": len(rows),
              "kill -9": sum(r["kills"] for r in rows), "SIGTERM": sum(r["sigterms"] for r in rows),
              "starts": sum(r["starts"] for r in rows), "crashes": sum(len(r["crashes"]) for r in rows),

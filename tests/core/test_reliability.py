@@ -1,6 +1,7 @@
 """A diverged step is never saved, the error names the real last good checkpoint, and --recovery_max_trials
 reloads it and finishes the run."""
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -74,3 +75,21 @@ def test_recovery_gives_up_after_the_trials(tmp_path, tiny_hub, toy_imdb, monkey
   with pytest.raises(checkpointing.Diverged, match="diverged at step 1[1-5]"):
     run_train(tmp_path / "run", tiny_hub, toy_imdb, train_steps=30, recovery_max_trials=2)
   assert summaries.read_scalars(str(tmp_path / "run" / "train"))["recoveries"] == [(10, 1.0), (10, 2.0)]
+
+
+def test_event_files_and_history_cut_short_by_a_kill_still_read(tmp_path):
+  writer = summaries.writer(str(tmp_path), "train")
+  for step in (5, 10):
+    summaries.write_scalars(writer, step, {"loss": float(step)})
+  writer.close()
+  (path,) = list((tmp_path / "train").glob("events.out.tfevents.*"))
+  path.write_bytes(path.read_bytes()[:-7])  # the last record loses its tail, as a kill during a write leaves it
+  assert summaries.read_scalars(str(tmp_path / "train")) == {"loss": [(5, 5.0)]}
+  assert summaries.writer(str(tmp_path), "train", skip_written=True).written_up_to == 5
+  config = {"num_replicas": 1, "num_workers": 1, "seed": 0}
+  checkpointing.append_history(str(tmp_path), config, 0)
+  with open(tmp_path / "history.jsonl", "a") as f:
+    f.write('{"start_step": 7, "tim')  # an append cut short
+  checkpointing.append_history(str(tmp_path), dict(config, seed=1), 9)
+  lines = (tmp_path / "history.jsonl").read_text().splitlines()
+  assert json.loads(lines[0])["config"] == config and json.loads(lines[-1])["changed"] == {"seed": [0, 1]}
