@@ -345,7 +345,7 @@ def _parse(*args):
 
 @pytest.mark.parametrize("args, message", [
     (["--rdrop_alpha=1"], "--rdrop_alpha is read by --step=rdrop only"),
-    (["--fgm_epsilon=1", "--step=rdrop"], "--fgm_epsilon is read by --step=fgm only"),
+    (["--fgm_epsilon=1", "--step=rdrop"], "--fgm_epsilon is read by --step=fgm or --step=fgm_global only"),
     (["--layer_decay=0.8"], "--layer_decay is read by --optimizer=adamw_llrd only"),
     (["--freeze_layers=2", "--freeze=encoder"], "--freeze_layers is read by --freeze=embeddings_and_layers"),
     (["--label_smoothing=0.1"], "--label_smoothing is read by --loss=softmax_ce_smoothed only"),
