@@ -94,8 +94,8 @@ def learning_rate(opt):
 def applied_learning_rate(opt):
   """The learning rate the optimizer's last update used: what a log line written after a step should show.
 
-  `iterations` counts the updates made, so the last one ran at iterations - 1. (Under fp16 a step that loss
-  scaling skips makes no update: the value is then the rate of the update before it.)
+  `iterations` counts the steps, so the last one ran at iterations - 1. (Under fp16 the loss-scale wrapper
+  counts a step it skips too, so after a skipped step the value is the rate that step would have used.)
   """
   inner = getattr(opt, "inner_optimizer", opt)
   lr = inner.learning_rate
