@@ -25,6 +25,7 @@ from bertclf import data
 from bertclf import distribute
 from bertclf import encoders
 from bertclf import errors
+from bertclf.swaps import eval_weights
 from bertclf import evaluation
 from bertclf import flags as bertclf_flags
 from bertclf.swaps import losses
@@ -57,8 +58,11 @@ class CheckpointScorer:
         self.strategy, self.model, self.loss_def, lambda lengths: bertclf_flags.bucket_boundaries(lengths, cfg))
 
   def restore(self, path):
-    """Loads the model weights of checkpoint `path`; returns its training step."""
+    """Loads the evaluation weights of checkpoint `path` (the trained ones, or e.g. their moving average when
+    the run validated that: bertclf/swaps/eval_weights.py); returns its training step."""
     tf.train.Checkpoint(model=self.model).restore(path).expect_partial().assert_existing_objects_matched()
+    requested = FLAGS.weights_for_eval if FLAGS["weights_for_eval"].present else None
+    logging.info("Scoring the %s weights of %s.", eval_weights.load_for_eval(self.model, path, requested), path)
     return int(tf.train.load_checkpoint(path).get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE"))
 
   def tokenize(self, split):

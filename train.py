@@ -24,6 +24,7 @@ from bertclf import distribute
 from bertclf.swaps import dropout
 from bertclf import encoders
 from bertclf import errors
+from bertclf.swaps import eval_weights
 from bertclf import evaluation
 from bertclf import export as export_lib
 from bertclf import flags as bertclf_flags
@@ -124,6 +125,10 @@ def main(argv):
     # --recovery_max_trials: recoveries so far and the batches they skipped (the data position is
     # step + skipped). Recoveries also reseed dropout, so a retried stretch does not repeat the failed one.
     recovery = tf.Variable([0, 0], dtype=tf.int64, trainable=False, name="recovery")
+    # The weights validation, the best checkpoint and the export use (--weights_for_eval; raw: the trained ones).
+    weights_for_eval = eval_weights.create(FLAGS.weights_for_eval, model,
+                                           freezing.trainable_variables(model, FLAGS.freeze, variant_options),
+                                           variant_options)
   checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step, best_val=best_val,
                                    recovery=recovery)
   writable = functools.partial(checkpointing.writable_dir, strategy)  # the chief's folders, or a private one
@@ -137,7 +142,7 @@ def main(argv):
   ctx = steps.StepContext(model, loss_def, optimizer, G, options=variant_options,
                           variables=freezing.trainable_variables(model, FLAGS.freeze, variant_options))
 
-  @tf.function(jit_compile=FLAGS.jit_compile)
+  @steps.compiled(step_def, jit_compile=FLAGS.jit_compile)  # a synchronised step is not nested: it may all-reduce
   def compute_gradients(features, labels, mask_seed, first_row):
     """The --step variant, with dropout masks drawn for (seed, step, global row): see bertclf/swaps/dropout.py."""
     with dropout.masks_for_step(mask_seed, first_row):
@@ -154,6 +159,7 @@ def main(argv):
     grad_norm = tf.linalg.global_norm(grads)  # of the global mean gradient, before clipping
     grads, _ = tf.clip_by_global_norm(grads, optim.CLIP_NORM, use_norm=grad_norm)
     optimizer.apply_gradients(zip(grads, ctx.variables), experimental_aggregate_gradients=False)
+    weights_for_eval.update()  # e.g. the moving average takes in the new weights
     step.assign_add(1)
     return {"loss": loss, "correct": correct, "grad_norm": grad_norm, **extras}
 
@@ -174,6 +180,7 @@ def main(argv):
   predict = evaluation.make_predict_fn(strategy, model, loss_def, bertclf_flags.bucket_boundaries)
   val_writer = summaries.writer(writable(model_dir), "validation", skip_written=True)
 
+  @weights_for_eval.swapped()  # validation and the best checkpoint see the --weights_for_eval weights
   def validate():
     probs, per_example = predict(val_data, bertclf_flags.eval_batch_size())
     metrics = evaluation.basic_metrics(probs, per_example, val_data.labels)
@@ -196,6 +203,7 @@ def main(argv):
   if latest:
     restored = checkpoint.restore(latest).assert_existing_objects_matched()
     logging.info("Restored %s: continuing at step %d of %d.", latest, int(step.numpy()), total_steps)
+  weights_for_eval.track(checkpoint, latest)  # its state joins the checkpoint (restored from latest if there)
   if chief:
     checkpointing.append_history(model_dir, config, int(step.numpy()))
   start_step = int(step.numpy())
@@ -312,6 +320,7 @@ def main(argv):
 
   # ============================================================== Export: raw strings → probabilities
   if FLAGS.export and chief:
+    weights_for_eval.assign_to_model()  # the export holds the --weights_for_eval weights (best/ holds them too)
     if best_manager.latest_checkpoint:
       tf.train.Checkpoint(model=model).restore(best_manager.latest_checkpoint).expect_partial()
       logging.info("Exporting the best checkpoint %s (validation accuracy %.4f).",

@@ -7,6 +7,7 @@ from absl import flags
 
 from bertclf.swaps import dropout
 from bertclf import encoders
+from bertclf.swaps import eval_weights
 from bertclf.variants import freezing
 from bertclf.swaps import heads
 from bertclf.swaps import losses
@@ -134,7 +135,14 @@ def define_train_flags():
   flags.DEFINE_float("learning_rate", 3e-5, "Peak learning rate (the tutorial's 3e-5).")
   flags.DEFINE_float("warmup_fraction", 0.1, "Linear warmup over this fraction of the steps.")
   flags.DEFINE_enum("optimizer", "adamw", list(optim.OPTIMIZERS), "official.nlp.optimization optimizer.")
+  flags.DEFINE_enum("optimizer_wrapper", "none", list(optim.WRAPPERS),
+                    "An optimizer around --optimizer's that changes how its updates apply (bertclf/swaps/optim.py); "
+                    "under fp16 the loss scaling wraps it.")
   flags.DEFINE_enum("step", "default", list(steps.STEPS), "Train-step variant (bertclf/swaps/steps.py).")
+  flags.DEFINE_enum("weights_for_eval", "raw", list(eval_weights.WEIGHTS_FOR_EVAL),
+                    "The weights that validation, the best checkpoint and the export use: raw = the trained ones, "
+                    "ema = their moving average (bertclf/swaps/eval_weights.py). eval.py: default what the "
+                    "checkpoint's run used; raw scores the trained weights.")
   flags.DEFINE_enum("freeze", "none", list(freezing.FREEZE), "Variables kept frozen (bertclf/variants/freezing.py).")
   flags.DEFINE_integer("seed", 0, "Seed of the weights' init, dropout and the shuffle order.")
   flags.DEFINE_integer("steps_per_loop", 10, "Train steps per tf.function call (less host overhead).")
@@ -186,7 +194,8 @@ def define_eval_flags():
 
 def define_variant_flags():
   """Settings of the research variants (docs/VARIANTS.md). Each default leaves its variant off, and a non-default
-  value needs the --step/--optimizer/--freeze/--loss entry that reads it, so no setting is silently ignored."""
+  value needs the --step/--optimizer/--freeze/--loss/--weights_for_eval/--optimizer_wrapper entry that reads it,
+  so no setting is silently ignored."""
   flags.DEFINE_integer("grad_accum_steps", 1, "Split each replica's batch into this many micro-batches, run one "
                        "after another, and make one update from their summed gradients: the update of "
                        "--batch_size at the activation memory of --batch_size / grad_accum_steps. Any --step.")
@@ -201,6 +210,14 @@ def define_variant_flags():
                      "embedding table (Miyato et al. 2017).")
   flags.DEFINE_float("label_smoothing", 0.0, "--loss=softmax_ce_smoothed: train against "
                      "(1-e)*one_hot + e/num_classes.")
+  flags.DEFINE_float("sam_rho", 0.05, "--step=sam or sam_global: L2 norm rho of SAM's perturbation of the weights "
+                     "(Foret et al. 2021; bertclf/variants/sam.py).")
+  flags.DEFINE_float("ema_decay", 0.999, "--weights_for_eval=ema: decay d of the bias-corrected moving average of "
+                     "the weights (bertclf/variants/ema.py); it spans about 1/(1-d) steps.")
+  flags.DEFINE_integer("lookahead_steps", 5, "--optimizer_wrapper=lookahead: k, updates between slow-weight steps "
+                       "(Zhang et al. 2019; bertclf/variants/lookahead.py).")
+  flags.DEFINE_float("lookahead_alpha", 0.5, "--optimizer_wrapper=lookahead: alpha, the slow weights' step toward "
+                     "the fast ones.")
   flags.register_validator("grad_accum_steps", lambda v: v >= 1, message="--grad_accum_steps must be >= 1.")
   flags.register_validator("layer_decay", lambda v: 0.0 < v <= 1.0, message="--layer_decay must be in (0, 1].")
   flags.register_validator("freeze_layers", lambda v: v >= 0, message="--freeze_layers must be >= 0.")
@@ -208,21 +225,37 @@ def define_variant_flags():
   flags.register_validator("fgm_epsilon", lambda v: v >= 0.0, message="--fgm_epsilon must be >= 0.")
   flags.register_validator("label_smoothing", lambda v: 0.0 <= v < 1.0,
                            message="--label_smoothing must be in [0, 1).")
+  flags.register_validator("sam_rho", lambda v: v >= 0.0, message="--sam_rho must be >= 0.")
+  flags.register_validator("ema_decay", lambda v: 0.0 <= v < 1.0, message="--ema_decay must be in [0, 1).")
+  flags.register_validator("lookahead_steps", lambda v: v >= 1, message="--lookahead_steps must be >= 1.")
+  flags.register_validator("lookahead_alpha", lambda v: 0.0 < v <= 1.0,
+                           message="--lookahead_alpha must be in (0, 1].")
+  flags.register_multi_flags_validator(
+      ["jit_compile", "step"], lambda d: not (d["jit_compile"] and steps.STEPS[d["step"]].synchronised),
+      message="--jit_compile compiles a per-replica step; a synchronised --step (sam_global, fgm_global) "
+      "all-reduces between its passes, which a compiled step cannot: use --step=sam or fgm, or leave out "
+      "--jit_compile.")
   flags.register_multi_flags_validator(
       ["grad_accum_steps", "batch_size"], lambda d: d["batch_size"] % d["grad_accum_steps"] == 0,
       message="--grad_accum_steps must divide --batch_size (and each replica's share of it).")
-  for name, owner, entry in (("layer_decay", "optimizer", "adamw_llrd"),
-                             ("freeze_layers", "freeze", "embeddings_and_layers"),
-                             ("rdrop_alpha", "step", "rdrop"), ("fgm_epsilon", "step", "fgm"),
-                             ("label_smoothing", "loss", "softmax_ce_smoothed")):
+  for name, owner, entries in (("layer_decay", "optimizer", ("adamw_llrd",)),
+                               ("freeze_layers", "freeze", ("embeddings_and_layers",)),
+                               ("rdrop_alpha", "step", ("rdrop",)), ("fgm_epsilon", "step", ("fgm", "fgm_global")),
+                               ("label_smoothing", "loss", ("softmax_ce_smoothed",)),
+                               ("sam_rho", "step", ("sam", "sam_global")),
+                               ("ema_decay", "weights_for_eval", ("ema",)),
+                               ("lookahead_steps", "optimizer_wrapper", ("lookahead",)),
+                               ("lookahead_alpha", "optimizer_wrapper", ("lookahead",))):
     neutral = FLAGS[name].default
+    readers = " or ".join(f"--{owner}={entry}" for entry in entries)
     flags.register_multi_flags_validator(
-        [name, owner], lambda d, name=name, owner=owner, entry=entry, neutral=neutral:
-        d[name] == neutral or d[owner] == entry, message=f"--{name} is read by --{owner}={entry} only.")
+        [name, owner], lambda d, name=name, owner=owner, entries=entries, neutral=neutral:
+        d[name] == neutral or d[owner] in entries, message=f"--{name} is read by {readers} only.")
 
 
+# The settings above, and the --optimizer_wrapper entry (optim.create_optimizer reads it from the options).
 VARIANT_FLAGS = ("grad_accum_steps", "layer_decay", "freeze_layers", "rdrop_alpha", "fgm_epsilon",
-                 "label_smoothing")
+                 "label_smoothing", "sam_rho", "ema_decay", "lookahead_steps", "lookahead_alpha", "optimizer_wrapper")
 
 
 def define_reliability_flags():

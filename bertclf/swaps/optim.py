@@ -6,11 +6,19 @@ first update uses 0, the rate falls from lr·(W-1)/W to lr·(1 - W/N) where warm
 default --warmup_fraction=0.1), the nominal peak lr is never applied, and the last update uses lr/N. E.g. lr 1,
 W 2, N 10: 0, 0.5, 0.8, 0.7, ..., 0.1. `applied_learning_rate` gives the rate of the last update, for logging.
 
-Weight decay skips LayerNorm and bias variables, as official's `create_optimizer` sets it up. Under fp16 the
-optimizer is wrapped in a dynamic LossScaleOptimizer; the train step scales and unscales explicitly.
+Weight decay skips LayerNorm and bias variables, as official's `create_optimizer` sets it up.
 
 OPTIMIZERS maps --optimizer to `fn(learning_rate, train_steps, warmup_steps, model, options) -> optimizer`;
 entries that give variables their own learning rates (adamw_llrd) read the model's variable names.
+WRAPPERS maps --optimizer_wrapper to `fn(optimizer, options) -> optimizer`: an optimizer around the entry's that
+changes how its updates are applied (Lookahead's slow weights). The order is fixed:
+  LossScaleOptimizer(WRAPPERS[--optimizer_wrapper](OPTIMIZERS[--optimizer](...)))   (fp16)
+            WRAPPERS[--optimizer_wrapper](OPTIMIZERS[--optimizer](...))             (fp32, bf16)
+The loss-scale wrapper is outermost, so the train step scales and unscales explicitly the same way with any
+wrapper, and a step it skips (non-finite gradients) reaches neither the wrapper nor the optimizer. A wrapper
+takes `experimental_aggregate_gradients` and passes it on (train.py all-reduces once and passes False), and
+exposes the wrapped optimizer as `inner_optimizer`, its `learning_rate` and `iterations`. Averages of the weights
+that only change what is evaluated (EMA) are not wrappers: see bertclf/swaps/eval_weights.py.
 """
 import bertclf  # noqa: F401  (selects tf_keras before TensorFlow loads)
 import tensorflow as tf
@@ -19,6 +27,7 @@ import tf_keras
 from official.nlp import optimization
 
 from bertclf.variants import llrd
+from bertclf.variants import lookahead
 
 
 def _official(optimizer_type):
@@ -36,6 +45,11 @@ OPTIMIZERS = {
     "adamw": _official("adamw"),
     "lamb": _official("lamb"),
     "adamw_llrd": llrd.create_optimizer,  # AdamW with layer-wise learning-rate decay (--layer_decay)
+}
+
+WRAPPERS = {
+    "none": lambda optimizer, options: optimizer,
+    "lookahead": lookahead.wrap,  # Lookahead: --lookahead_steps, --lookahead_alpha (bertclf/variants/lookahead.py)
 }
 
 # Official's AdamW clips each replica's gradient before its implicit all-reduce. Our step all-reduces
@@ -60,15 +74,18 @@ def densify(grads):
 
 
 def create_optimizer(name, learning_rate, train_steps, warmup_steps, dtype, model=None, options=None):
-  """The --optimizer entry with its schedule; `model` and `options` are for entries with per-variable rates."""
-  opt = OPTIMIZERS[name](learning_rate, train_steps, warmup_steps, model, options or {})
+  """The --optimizer entry with its schedule, inside the --optimizer_wrapper entry (options["optimizer_wrapper"]),
+  inside fp16's loss scaling; `model` and `options` are for entries with per-variable rates and settings."""
+  options = options or {}
+  opt = OPTIMIZERS[name](learning_rate, train_steps, warmup_steps, model, options)
+  opt = WRAPPERS[options.get("optimizer_wrapper", "none")](opt, options)
   if dtype == "fp16":
     opt = tf_keras.mixed_precision.LossScaleOptimizer(opt, dynamic=True)
   return opt
 
 
 def learning_rate(opt):
-  """The learning rate the optimizer's NEXT update will use (works through the loss-scale wrapper)."""
+  """The learning rate the optimizer's NEXT update will use (works through the loss-scale and WRAPPERS entries)."""
   inner = getattr(opt, "inner_optimizer", opt)
   lr = inner.learning_rate
   return lr(inner.iterations) if callable(lr) else lr
@@ -77,8 +94,8 @@ def learning_rate(opt):
 def applied_learning_rate(opt):
   """The learning rate the optimizer's last update used: what a log line written after a step should show.
 
-  `iterations` counts the updates made, so the last one ran at iterations - 1. (Under fp16 a step that loss
-  scaling skips makes no update: the value is then the rate of the update before it.)
+  `iterations` counts the steps, so the last one ran at iterations - 1. (Under fp16 the loss-scale wrapper
+  counts a step it skips too, so after a skipped step the value is the rate that step would have used.)
   """
   inner = getattr(opt, "inner_optimizer", opt)
   lr = inner.learning_rate

@@ -9,6 +9,16 @@ A variant is a function `fn(ctx, features, labels) -> (loss, correct, grads, ext
 train.py all-reduces, clips and applies the gradients; variants only change what happens before that.
 Every table entry also honours --grad_accum_steps (bertclf/variants/grad_accum.py): with k > 1 the variant runs on k
 micro-batches of the replica's batch and the results add up; with k = 1 it runs as written.
+
+A step may write to variables only to restore them before it returns (FGM, SAM: each replica moves its own copy
+of the weights, then assigns back a copy taken before); it must not create variables (state belongs to the
+model, the optimizer or a --weights_for_eval entry, which the checkpoint holds).
+
+Per-replica steps (synchronised=False) are compiled as a nested tf.function (with --jit_compile, by XLA) inside
+the replica function, where no all-reduce can run, and --grad_accum_steps wraps the whole step. A synchronised
+step (synchronised=True) is traced into the replica function itself: it may call `ctx.all_reduce(...)` to take
+the global view (SAM's and FGM's global forms), and accumulates micro-batches itself, per pass, between its
+all-reduces (`grad_accum.accumulate(passes.forward_backward)`); --jit_compile is refused for it (flags.py).
 """
 import dataclasses
 from typing import Any, Callable
@@ -21,6 +31,7 @@ from bertclf.variants import fgm
 from bertclf.variants import grad_accum
 from bertclf.swaps import losses
 from bertclf.variants import rdrop
+from bertclf.variants import sam
 
 
 @dataclasses.dataclass
@@ -56,6 +67,12 @@ class StepContext:
     """fp16: the loss times the dynamic loss scale, so small gradients survive in float16. Call inside the tape."""
     return self.optimizer.get_scaled_loss(loss) if self.scaled else loss
 
+  def all_reduce(self, values):
+    """Sum over the replicas of a tensor or a list of tensors (IndexedSlices too): the same result on every
+    replica. Synchronised steps only: a per-replica step runs in a nested tf.function, where TensorFlow refuses
+    to synchronise (`merge_call` called while defining a new graph)."""
+    return tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, values)
+
   def gradients(self, tape, scaled_loss, variables=None):
     """Gradients of a `scale`d loss for the training variables (or `variables`), unscaled again (official
     base_task's way)."""
@@ -76,15 +93,33 @@ def default_step(ctx, features, labels):
 class Step:
   fn: Callable
   extras: tuple = ()  # names of the extra scalars fn returns
+  synchronised: bool = False  # fn may all-reduce (ctx.all_reduce); it handles --grad_accum_steps itself
 
 
 def _entry(fn, extras=()):
-  """A table entry; it runs on micro-batches when --grad_accum_steps > 1."""
+  """A per-replica table entry; it runs on micro-batches when --grad_accum_steps > 1."""
   return Step(grad_accum.accumulate(fn, extras), extras)
+
+
+def _synchronised(fn, extras=()):
+  """A synchronised table entry: fn sees the global batch through ctx.all_reduce and accumulates itself."""
+  return Step(fn, extras, synchronised=True)
+
+
+def compiled(step_def, jit_compile=False):
+  """train.py's decorator of the function that runs the step on one replica's batch: a tf.function (XLA with
+  jit_compile) for a per-replica step; for a synchronised step the function itself, traced into the replica
+  function so that its all-reduces can run."""
+  if step_def.synchronised:
+    return lambda fn: fn
+  return tf.function(jit_compile=jit_compile)
 
 
 STEPS = {
     "default": _entry(default_step),
     "rdrop": _entry(rdrop.rdrop_step, rdrop.EXTRAS),  # R-Drop: --rdrop_alpha (bertclf/variants/rdrop.py)
     "fgm": _entry(fgm.fgm_step, fgm.EXTRAS),  # FGM on the word embeddings: --fgm_epsilon (bertclf/variants/fgm.py)
+    "fgm_global": _synchronised(fgm.fgm_global_step, fgm.EXTRAS),  # FGM on the global batch's gradient
+    "sam": _entry(sam.sam_step, sam.EXTRAS),  # SAM per replica: --sam_rho (bertclf/variants/sam.py)
+    "sam_global": _synchronised(sam.sam_global_step, sam.EXTRAS),  # SAM on the global batch's gradient
 }

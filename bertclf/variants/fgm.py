@@ -11,49 +11,61 @@ encoder (a TF Hub SavedModel has none).
 
 fp16: `ctx.gradients` unscales before g is normalised (the loss scale would otherwise cancel out, but an
 overflow would not); a non-finite g gives r = 0, and the non-finite clean gradients make the optimizer skip
-the step anyway. Replicas: each replica's copy of the table moves along its own share of the gradient (train.py
-all-reduces after the step; an all-reduce inside the nested step function cannot run under MirroredStrategy).
-With one replica this is FGM on the whole batch; the returned gradients are summed by the all-reduce as usual.
+the step anyway.
+Replicas: --step=fgm perturbs each replica's copy of the table along its own share of the gradient (and, with
+--grad_accum_steps, each micro-batch along its own): no communication; with one replica and no accumulation it
+is FGM on the whole batch. --step=fgm_global is exact FGM on the global batch: a synchronised step (see
+bertclf/swaps/steps.py) that accumulates the clean pass over the micro-batches, all-reduces the table's
+gradient [V, H] and moves every replica's copy by the same r, so the update does not depend on the number of
+replicas or micro-batches. The returned gradients are summed by train.py's all-reduce as usual.
 """
+import dataclasses
+
 import bertclf  # noqa: F401  (selects tf_keras before TensorFlow loads)
 import tensorflow as tf
 
 from bertclf import errors
+from bertclf.variants import grad_accum
+from bertclf.variants import passes
 
 EXTRAS = ("fgm_clean_loss", "fgm_adv_loss")
 TABLE = "word_embeddings/embeddings"
 
 
 def fgm_step(ctx, features, labels):
-  """Clean pass, perturb the word embeddings along their gradient, adversarial pass, restore; sum gradients."""
+  """Per replica: clean pass, perturb the word embeddings along this replica's gradient, adversarial pass,
+  restore; sum gradients."""
+  return _fgm(ctx, features, labels, passes.forward_backward, all_reduce=None)
+
+
+def fgm_global_step(ctx, features, labels):
+  """Synchronised: as fgm_step, with the table's gradient of the global batch (all-reduced here)."""
+  return _fgm(ctx, features, labels, grad_accum.accumulate(passes.forward_backward), all_reduce=ctx.all_reduce)
+
+
+def _fgm(ctx, features, labels, run, all_reduce):
   table = word_embeddings(ctx.model)
   index = next((i for i, v in enumerate(ctx.variables) if v is table), None)
   # A frozen table (--freeze) still gets perturbed: its gradient is taken here and not returned.
-  targets = ctx.variables if index is not None else list(ctx.variables) + [table]
-  with tf.GradientTape() as tape:
-    logits = ctx.logits(features)  # [B, L]
-    clean_loss = ctx.global_mean(ctx.loss_def.per_example(labels, logits))
-    scaled_loss = ctx.scale(clean_loss)
-  clean_grads = ctx.gradients(tape, scaled_loss, targets)
-  r = perturbation(clean_grads[len(ctx.variables) if index is None else index],
-                   ctx.options.get("fgm_epsilon", 0.0))  # [V, H]
+  clean_ctx = ctx if index is not None else dataclasses.replace(ctx, variables=list(ctx.variables) + [table])
+  clean_loss, correct, clean_grads, _ = run(clean_ctx, features, labels)
+  g = clean_grads[len(ctx.variables) if index is None else index]  # [V, H], dense or IndexedSlices
+  if all_reduce is not None:
+    g = all_reduce(tf.convert_to_tensor(g))  # the global batch's gradient: every replica gets the same r
+  r = perturbation(g, ctx.options.get("fgm_epsilon", 0.0))  # [V, H]
 
   original = tf.identity(table)  # [V, H]: a copy, so the restore below is exact (w + r - r need not be w)
   with tf.control_dependencies([original]):
     perturbed = table.assign_add(r)
   with tf.control_dependencies([perturbed]):
-    with tf.GradientTape() as tape:
-      adv_logits = ctx.logits(features)
-      adv_loss = ctx.global_mean(ctx.loss_def.per_example(labels, adv_logits))
-      scaled_adv_loss = ctx.scale(adv_loss)
-    adv_grads = ctx.gradients(tape, scaled_adv_loss)
+    adv_loss, _, adv_grads, _ = run(ctx, features, labels)
   with tf.control_dependencies(tf.nest.flatten(adv_grads, expand_composites=True)):
     restored = table.assign(original)
   with tf.control_dependencies([restored]):
     grads = [_add(c, a) for c, a in zip(clean_grads[:len(ctx.variables)], adv_grads)]
     loss = tf.identity(clean_loss + adv_loss)
   extras = {"fgm_clean_loss": clean_loss, "fgm_adv_loss": adv_loss}
-  return loss, ctx.correct(logits, labels), grads, extras
+  return loss, correct, grads, extras
 
 
 def perturbation(grad, epsilon):
@@ -68,8 +80,8 @@ def word_embeddings(model):
   """The model's word-embedding table (official BertEncoder's name)."""
   found = [v for v in model.variables if TABLE in v.name]
   if len(found) != 1:
-    raise errors.UserError(f"--step=fgm perturbs the variable named '{TABLE}'; the model has {len(found)} such "
-                     "variables (an encoder that is not official's BERT?).")
+    raise errors.UserError(f"--step=fgm and fgm_global perturb the variable named '{TABLE}'; the model has "
+                           f"{len(found)} such variables (an encoder that is not official's BERT?).")
   return found[0]
 
 

@@ -345,12 +345,19 @@ def _parse(*args):
 
 @pytest.mark.parametrize("args, message", [
     (["--rdrop_alpha=1"], "--rdrop_alpha is read by --step=rdrop only"),
-    (["--fgm_epsilon=1", "--step=rdrop"], "--fgm_epsilon is read by --step=fgm only"),
+    (["--fgm_epsilon=1", "--step=rdrop"], "--fgm_epsilon is read by --step=fgm or --step=fgm_global only"),
     (["--layer_decay=0.8"], "--layer_decay is read by --optimizer=adamw_llrd only"),
     (["--freeze_layers=2", "--freeze=encoder"], "--freeze_layers is read by --freeze=embeddings_and_layers"),
     (["--label_smoothing=0.1"], "--label_smoothing is read by --loss=softmax_ce_smoothed only"),
     (["--grad_accum_steps=3", "--batch_size=16"], "--grad_accum_steps must divide --batch_size"),
     (["--layer_decay=0", "--optimizer=adamw_llrd"], "--layer_decay must be in"),
+    (["--sam_rho=0.1", "--step=fgm"], "--sam_rho is read by --step=sam or --step=sam_global only"),
+    (["--ema_decay=0.9"], "--ema_decay is read by --weights_for_eval=ema only"),
+    (["--lookahead_steps=3"], "--lookahead_steps is read by --optimizer_wrapper=lookahead only"),
+    (["--lookahead_alpha=0.3"], "--lookahead_alpha is read by --optimizer_wrapper=lookahead only"),
+    (["--ema_decay=1", "--weights_for_eval=ema"], "--ema_decay must be in"),
+    (["--jit_compile", "--step=sam_global"], "--jit_compile compiles a per-replica step"),
+    (["--jit_compile", "--step=fgm_global", "--fgm_epsilon=1"], "--jit_compile compiles a per-replica step"),
 ])
 def test_variant_flags_refuse_settings_nothing_reads(args, message):
   with pytest.raises(flags.IllegalFlagValueError, match=message):
@@ -366,6 +373,9 @@ FLAGFILES = {
     "rdrop": {"step": "rdrop", "rdrop_alpha": 1.0},
     "fgm": {"step": "fgm", "fgm_epsilon": 1.0},
     "label_smoothing": {"loss": "softmax_ce_smoothed", "label_smoothing": 0.1},
+    "ema": {"weights_for_eval": "ema", "ema_decay": 0.99},
+    "lookahead": {"optimizer_wrapper": "lookahead", "lookahead_steps": 5, "lookahead_alpha": 0.5},
+    "sam_global": {"step": "sam_global", "sam_rho": 0.05},
 }
 
 

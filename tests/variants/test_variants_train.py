@@ -22,9 +22,13 @@ from harness import _weights
 from harness import run_train
 
 
-# The variants are independent swap points, so three runs cover all six (and show they compose): each runs on
-# 2 replicas, resumes, and is checked for its own effects.
+# The variants are independent swap points, so four runs cover ten of the twelve (and show they compose): each
+# runs on 2 replicas, resumes, and is checked for its own effects. sam and fgm_global run through train.py in
+# test_synchronised_steps.py.
 COMBOS = {
+    "sam_global+grad_accum+lookahead+ema": dict(step="sam_global", sam_rho=0.1, grad_accum_steps=2,
+                                                optimizer_wrapper="lookahead", lookahead_steps=3,
+                                                weights_for_eval="ema", ema_decay=0.9),
     "fgm+grad_accum+llrd": dict(step="fgm", fgm_epsilon=0.5, grad_accum_steps=2, optimizer="adamw_llrd",
                                 layer_decay=0.5),
     "rdrop+freeze_layers+label_smoothing": dict(step="rdrop", rdrop_alpha=1.0, freeze="embeddings_and_layers",
@@ -75,6 +79,8 @@ def test_variants_train_on_two_replicas_and_resume_exactly(tmp_path, tiny_hub, t
   if variant_flags.get("step") == "rdrop":  # its terms are logged; without dropout the KL is 0
     for (_, loss), (_, ce), (_, kl) in zip(scalars["loss"], scalars["rdrop_ce"], scalars["rdrop_kl"]):
       assert kl == pytest.approx(0.0, abs=1e-7) and loss == pytest.approx(ce, rel=1e-6)
+  if variant_flags.get("step") == "sam_global":  # the loss at w + e is logged, above the loss at w
+    assert all(p > loss for (_, loss), (_, p) in zip(scalars["loss"], scalars["sam_perturbed_loss"]))
   if variant_flags.get("step") == "fgm":  # its terms are logged; the loss is their sum
     for (_, loss), (_, clean), (_, adv) in zip(scalars["loss"], scalars["fgm_clean_loss"], scalars["fgm_adv_loss"]):
       assert adv != clean and loss == pytest.approx(clean + adv, rel=1e-5)
