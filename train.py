@@ -117,8 +117,8 @@ def main(argv):
     logging.info("--dropout_masks=%s: %d Keras Dropout layers changed", FLAGS.dropout_masks, changed)
     optimizer = optim.create_optimizer(FLAGS.optimizer, FLAGS.learning_rate, total_steps, warmup_steps,
                                        FLAGS.dtype, model=model, options=variant_options)
-    # Batches consumed so far: the input position (see pipeline.py) and the loop counter. Not the optimizer's
-    # `iterations`, which does not advance when fp16 loss scaling skips a step.
+    # Training steps taken: the loop counter, and with the recovery count the input position (see pipeline.py).
+    # The run's own counter, not the optimizer's `iterations`, which optimizer wrappers count in their own way.
     step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
     # The best validation (accuracy, -loss) so far: kept in the checkpoint so a resumed run remembers it.
     best_val = tf.Variable([-1.0, -np.inf], dtype=tf.float32, trainable=False, name="best_val")
