@@ -529,7 +529,7 @@ def _csv_rows(path, text, delimiter, text_column, label_column, report, quoting=
           raise DataError(f"{path}, line {start}: {len(row)} fields, but the header has {len(header)}. {fix}.")
         if end > start:
           multiline.append((start, end))
-        rows.append((row[ti], row[li].strip(), start))
+        rows.append((row[ti], row[li], start))  # labels are stripped after _check_label_spellings
         start = end + 1
     except csv.Error as e:
       raise DataError(f"{path}, line {start}: cannot parse as {kind}-separated values: "
@@ -574,9 +574,7 @@ def _jsonl_rows(path, text, text_column, label_column):
       raise DataError(f"{path}, line {line}: '{text_column}' is a JSON {type(text_value).__name__}, "
                       "not a string. Fix the value, or pass --text_column=<column> if that is the "
                       "wrong column.")
-    if isinstance(label, str):
-      label = label.strip()
-    elif isinstance(label, bool) or not isinstance(label, int):
+    if isinstance(label, bool) or not isinstance(label, (str, int)):
       raise DataError(f"{path}, line {line}: label {label!r} in '{label_column}' must be a string "
                       "(class name) or an integer (class id). Fix the value, or pass "
                       "--label_column=<column> if that is the wrong column.")
@@ -585,12 +583,17 @@ def _jsonl_rows(path, text, text_column, label_column):
 
 
 def _is_id(label):
-  return isinstance(label, int) or bool(_INT_RE.fullmatch(label))
+  return isinstance(label, int) or bool(_INT_RE.fullmatch(label.strip()))
+
+
+def _clean(label):
+  """A label as a class: surrounding spaces are not part of it."""
+  return label.strip() if isinstance(label, str) else label
 
 
 def _check_label_spellings(path, rows):
   """Without --class_names every distinct label is a class, so a typo would become one: refuses labels that
-  mix integer ids with names, and names that differ only by case."""
+  mix integer ids with names, and names that differ only by case or surrounding spaces."""
   first = {}  # label -> (line of its first row, count)
   for _, label, line in rows:
     seen_line, count = first.get(label, (line, 0))
@@ -607,10 +610,10 @@ def _check_label_spellings(path, rows):
                     "--class_names=<names in id order> so that ids and names both map onto those classes.")
   by_folded = collections.defaultdict(list)
   for label in names:
-    by_folded[label.casefold()].append(label)
+    by_folded[label.strip().casefold()].append(label)
   clashes = [spellings for spellings in by_folded.values() if len(spellings) > 1]
   if clashes:
-    raise DataError(f"{path}: labels that differ only by case would become separate classes: "
+    raise DataError(f"{path}: labels that differ only by case or surrounding spaces would become separate classes: "
                     + " vs ".join(listing(c) for c in clashes[:1]) + ". Fix the labels to one spelling, or "
                     "pass --class_names listing every class to accept them as the file spells them.")
 
@@ -630,7 +633,7 @@ class _LabelCoder:
     if class_names:
       return cls(class_names, True, True)
     _check_label_spellings(path, rows)
-    labels = [label for _, label, _ in rows]
+    labels = [_clean(label) for _, label, _ in rows]
     if all(_is_id(label) for label in labels):
       for _, label, line in rows:
         if int(label) < 0:
@@ -640,6 +643,7 @@ class _LabelCoder:
     return cls(sorted({str(label) for label in labels}), True, False)
 
   def encode(self, path, label, line):
+    label = _clean(label)
     if label == "":
       raise DataError(f"{path}, line {line}: the label is empty. Fill it in or remove the row.")
     if self.by_name and str(label) in self._index:

@@ -83,6 +83,18 @@ def test_labels_differing_by_case_are_refused_with_their_lines(tmp_path):
   assert got.class_names == ["neg", "pos", "Pos"]
 
 
+def test_labels_differing_by_surrounding_spaces_are_refused_and_spaces_never_make_a_class(tmp_path):
+  examples = rows(20)
+  examples[4] = ("text 4", "neg ")
+  path = table(tmp_path / "a.csv", examples, ",")
+  message = error(dataset=path)
+  assert "surrounding spaces" in message and "'neg ' (1 rows, first on line 6)" in message
+  got = load_text_data(path, class_names=["neg", "pos"], validation_fraction=0.1, seed=1)
+  assert got.class_names == ["neg", "pos"]  # with --class_names, 'neg ' is the class neg
+  spaced = table(tmp_path / "b.csv", [(text, f" {label}") for text, label in rows(20)], ",")
+  assert load_text_data(spaced, validation_fraction=0.1, seed=1).class_names == ["neg", "pos"]
+
+
 def test_jsonl_mixing_integer_and_name_labels_is_refused(tmp_path):
   lines = [{"text": f"t{i}", "label": [0, 1, "neg", "pos"][i % 4]} for i in range(12)]
   path = write(tmp_path / "a.jsonl", "".join(json.dumps(r) + "\n" for r in lines))
