@@ -5,6 +5,7 @@ from absl import flags
 import tensorflow as tf
 
 from bertclf import distribute
+import eval as eval_lib
 import train
 
 FLAGS = flags.FLAGS
@@ -34,3 +35,13 @@ def _weights(ckpt_prefix):
   reader = tf.train.load_checkpoint(ckpt_prefix)
   return {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()
           if k.startswith("model/") and "OPTIMIZER_SLOT" not in k}
+
+
+def run_eval(**overrides):
+  """eval.main in this process with these flags (the rest at their defaults)."""
+  FLAGS.unparse_flags()
+  FLAGS(["eval.py"] + [f"--{k}={v}" for k, v in overrides.items()])
+  try:
+    eval_lib.main([])
+  finally:
+    distribute.set_precision("fp32")

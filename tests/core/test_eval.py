@@ -4,28 +4,15 @@ import os
 import subprocess
 import sys
 
-from absl import flags
 import numpy as np
 import pytest
 import tensorflow as tf
 
-import eval as eval_lib
-from bertclf import distribute
 from bertclf import summaries
 from harness import _argv
 from harness import ROOT
+from harness import run_eval
 from harness import run_train
-
-FLAGS = flags.FLAGS
-
-
-def run_eval(**overrides):
-  FLAGS.unparse_flags()
-  FLAGS(["eval.py"] + [f"--{k}={v}" for k, v in overrides.items()])
-  try:
-    eval_lib.main([])
-  finally:
-    distribute.set_precision("fp32")
 
 
 @pytest.fixture(scope="module")

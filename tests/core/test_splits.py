@@ -3,18 +3,14 @@ resume on other data is refused unless asked for."""
 import json
 import os
 
-from absl import flags
 import pytest
 import tensorflow as tf
 
-import eval as eval_lib
 from bertclf import data
-from bertclf import distribute
 from bertclf import errors
 from bertclf import splits
+from harness import run_eval
 from harness import run_train
-
-FLAGS = flags.FLAGS
 
 
 def write_csv(path, n, offset=0):
@@ -70,15 +66,6 @@ def test_overlapping_split_is_refused_and_the_recorded_one_passes(tmp_path):
   unseen = data.load_text_data(path, seed=1, test_file=write_csv(tmp_path / "t.csv", 6, offset=50))
   assert splits.check_not_trained_on(model_dir, "test", unseen.test, "advice")
   assert not splits.check_not_trained_on(str(tmp_path / "no_record"), "test", unseen.test, "advice")
-
-
-def run_eval(**overrides):
-  FLAGS.unparse_flags()
-  FLAGS(["eval.py"] + [f"--{k}={v}" for k, v in overrides.items()])
-  try:
-    eval_lib.main([])
-  finally:
-    distribute.set_precision("fp32")
 
 
 def test_train_records_splits_eval_refuses_test_fraction_and_resume_refuses_other_data(tmp_path, tiny_hub):
