@@ -103,8 +103,10 @@ def trial(args, rng, model_dir):
     codes = run.wait(timeout=600)
     for index, code in enumerate(codes):
       expected = {0, 1, 143} if sig is not None else {0}  # 1: a worker that lost its peer (one-line error)
-      if index == target and sig == signal.SIGKILL:
-        expected = {-signal.SIGKILL}
+      if index == target and sig is not None:
+        # SIGKILL always ends the process; a SIGTERM that lands after the loop (the handlers are gone then, the
+        # last checkpoint saved) ends it the default way, and the rerun finds the run finished.
+        expected |= {-sig}
       if code == "hung":
         row["hung"] += 1
       elif code not in expected:
