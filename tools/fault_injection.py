@@ -9,7 +9,7 @@ Each trial trains the tiny preset (generated reviews, a random 2-layer hidden-32
 its dropout and the head's are bertclf's resumable masks; rates 0.1 and 0.3) to
 --steps: it starts the run, sends kill -9 or SIGTERM (chosen at random) at a random moment, to the process or,
 with --workers=2, to one random worker of a multi_worker_mirrored pair on 127.0.0.1, then reruns the same
-command, up to --interrupts times, then lets it finish. Checkpoints come every --checkpoint_every steps, so
+command, up to --interrupts times (each at a random step), then lets it finish. Checkpoints come every --checkpoint_every steps, so
 many kills land during a save. The final checkpoint is compared with an uninterrupted run of the same command:
 "identical" means every model and optimizer tensor is equal bit for bit. Any exit that was not caused by the
 injected signal is counted as a crash (a segmentation fault is -11), with the last lines of its output kept.
@@ -56,9 +56,10 @@ class Run:
       self.procs.append(proc)
       self.lines.append(lines)
 
-  def training(self):
-    """True once the first step's log line is out: the signal handlers are in place by then."""
-    return any(re.search(r"\] step \d+/\d+ ", line) for line in list(self.lines[0]))
+  def last_step(self):
+    """The last step the chief has logged (0 before the first): the signal handlers are in place after it."""
+    steps = [int(m.group(1)) for line in list(self.lines[0]) if (m := re.search(r"\] step (\d+)/\d+ ", line))]
+    return max(steps, default=0)
 
   def wait(self, timeout):
     codes = []
@@ -89,9 +90,12 @@ def trial(args, rng, model_dir):
   for attempt in range(args.interrupts + 1):
     run = Run(args, model_dir)
     row["starts"] += 1
+    # A random step of the run; the signal goes out as soon as the chief has logged it (or a later one), after a
+    # random few milliseconds, so it lands in a step, a save (every --checkpoint_every steps) or a validation.
+    kill_at = rng.randrange(1, args.steps)
     deadline = time.time() + 300
-    while not run.training() and time.time() < deadline and run.procs[0].poll() is None:
-      time.sleep(0.05)
+    while run.last_step() < kill_at and time.time() < deadline and all(p.poll() is None for p in run.procs):
+      time.sleep(0.005)
     target = rng.randrange(len(run.procs))
     sig = None
     if attempt < args.interrupts and run.procs[target].poll() is None:
@@ -124,7 +128,7 @@ def main():
   parser.add_argument("--replicas", type=int, default=1, help="logical CPU devices per process")
   parser.add_argument("--steps", type=int, default=120)
   parser.add_argument("--checkpoint_every", type=int, default=5)
-  parser.add_argument("--max_delay", type=float, default=4.0, help="seconds after the first step, at most")
+  parser.add_argument("--max_delay", type=float, default=0.05, help="seconds after the chosen step, at most")
   parser.add_argument("--extra", default="", help="more train.py flags, e.g. '--dtype=bf16'")
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--work_dir", default="/tmp/bertclf_fault_injection")
