@@ -97,14 +97,15 @@ def main(argv):
       run_config.write(model_dir, config)
     splits.write(model_dir, data_record)
   # One line of the choices that matter most; every value is in config.json and TensorBoard's Text tab.
-  logging.info("run: %s (all %d values: %s)", ", ".join(f"{k}={config[k]}" for k in _hparam_keys() + (
-      "encoder_impl", "strategy_class", "total_steps", "num_train_examples") if k in config), len(config),
-               os.path.join(model_dir, run_config.CONFIG_FILE))
+  shown = _hparam_keys() + ("encoder_impl", "strategy_class", "total_steps", "num_train_examples")
+  logging.info("run: %s (all %d values: %s)", ", ".join(f"{k}={config[k]}" for k in shown if k in config),
+               len(config), os.path.join(model_dir, run_config.CONFIG_FILE))
 
   if FLAGS.encoder_impl == "hub" and FLAGS.encoder_dropout:
     logging.warning("The TF Hub encoder's own dropout draws from stateful random ops inside its SavedModel: "
                     "after a resume it does not redraw the same masks, and replicas may share them. "
-                    "--encoder_impl=native (any BERT encoder it can rebuild) or --encoder_dropout=false avoids both.")
+                    "--encoder_impl=native (any BERT encoder it can rebuild) or --encoder_dropout=false "
+                    "avoids both.")
 
   # ============================================================== Model, optimizer, checkpoint
   variant_options = bertclf_flags.step_options()  # settings of the research variants (docs/VARIANTS.md)
