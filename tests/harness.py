@@ -1,5 +1,7 @@
 """Helpers shared by the test modules: train.py's main run in this process on the tiny encoder."""
+import glob
 import os
+import shutil
 
 from absl import flags
 import tensorflow as tf
@@ -45,3 +47,17 @@ def run_eval(**overrides):
     eval_lib.main([])
   finally:
     distribute.set_precision("fp32")
+
+
+def interrupted_copy(run, dst, at, drop_events=False):
+  """A copy of `run` whose checkpoints after step `at` are gone, as if it had been killed right after `at`
+  (drop_events: without its train/ event files too, so the resumed run writes every step again)."""
+  shutil.copytree(run, dst)
+  for path in glob.glob(os.path.join(dst, "ckpt-*")):
+    if int(os.path.basename(path).split(".")[0].split("-")[1]) > at:
+      os.remove(path)
+  kept = os.path.join(dst, f"ckpt-{at}")
+  tf.compat.v1.train.update_checkpoint_state(dst, kept, all_model_checkpoint_paths=[kept])
+  if drop_events:
+    shutil.rmtree(os.path.join(dst, "train"))
+  return str(dst)

@@ -1,9 +1,7 @@
 """--weights_for_eval: the moving average against its closed form, the exact swap, official's average and swap
 for contrast, and through train.py/eval.py on 2 replicas: the best checkpoint and the export hold the average,
 eval.py scores it, training is untouched by it, resume and switching it on at a resume."""
-import glob
 import os
-import shutil
 
 from absl import flags
 import numpy as np
@@ -17,6 +15,7 @@ from bertclf import summaries
 from bertclf.swaps import eval_weights
 from bertclf.variants import ema
 from harness import _weights
+from harness import interrupted_copy
 from harness import run_train
 from official.modeling.optimization import ema_optimizer
 
@@ -201,23 +200,13 @@ def test_export_holds_the_average(ema_and_raw_runs):
   assert result["loss"] == pytest.approx(val[best_step], rel=1e-4)
 
 
-def _interrupted_copy(run, dst, at):
-  shutil.copytree(run, dst)
-  for path in glob.glob(os.path.join(dst, "ckpt-*")):
-    if int(os.path.basename(path).split(".")[0].split("-")[1]) > at:
-      os.remove(path)
-  kept = os.path.join(dst, f"ckpt-{at}")
-  tf.compat.v1.train.update_checkpoint_state(dst, kept, all_model_checkpoint_paths=[kept])
-  shutil.rmtree(os.path.join(dst, "train"))
-  return str(dst)
-
-
 @pytest.mark.parametrize("dtype", ["fp32", "fp16"])
 def test_resume_continues_the_average_exactly(tmp_path, tiny_hub, toy_imdb, dtype):
   args = dict(RUN, weights_for_eval="ema", ema_decay=0.5, dtype=dtype, optimizer_wrapper="lookahead",
               lookahead_steps=3)
   full = run_train(tmp_path / "full", tiny_hub, toy_imdb, **args)
-  resumed = run_train(_interrupted_copy(full, tmp_path / "resumed", at=4), tiny_hub, toy_imdb, **args)
+  resumed = run_train(interrupted_copy(full, tmp_path / "resumed", at=4, drop_events=True), tiny_hub, toy_imdb,
+                      **args)
   a_full, a_resumed = (_read(os.path.join(run, "ckpt-8"), ema.PREFIX) for run in (full, resumed))
   assert a_full.keys() == a_resumed.keys() and len(a_full) > 30
   for k in a_full:
@@ -227,7 +216,7 @@ def test_resume_continues_the_average_exactly(tmp_path, tiny_hub, toy_imdb, dtyp
 def test_switching_the_average_on_at_a_resume(tmp_path, tiny_hub, toy_imdb, caplog):
   args = dict(RUN, checkpoint_every_steps=1, max_to_keep=10)
   raw = run_train(tmp_path / "raw", tiny_hub, toy_imdb, **args)
-  resumed = _interrupted_copy(raw, tmp_path / "on", at=4)
+  resumed = interrupted_copy(raw, tmp_path / "on", at=4, drop_events=True)
   with caplog.at_level("WARNING"):
     run_train(resumed, tiny_hub, toy_imdb, weights_for_eval="ema", ema_decay=0.8, **args)
   assert "holds no moving average" in caplog.text

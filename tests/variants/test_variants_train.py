@@ -6,7 +6,6 @@ uninterrupted run; so the variant's state (optimizer slots, frozen variables, ..
 learning-rate schedule is the same. Dropout is off, so every step is deterministic (R-Drop's KL is then 0;
 tests/variants/test_variants.py checks it with dropout on).
 """
-import glob
 import os
 import shutil
 
@@ -19,6 +18,7 @@ from bertclf.variants import freezing
 from bertclf import model as model_lib
 from bertclf import summaries
 from harness import _weights
+from harness import interrupted_copy
 from harness import run_train
 
 
@@ -46,22 +46,11 @@ def _train(model_dir, tiny_hub, toy_imdb, **overrides):
   return run_train(model_dir, tiny_hub, toy_imdb, **args)
 
 
-def _interrupted_copy(run, dst, at):
-  """A copy of `run` whose checkpoints after step `at` are gone, as if it had been killed right after `at`."""
-  shutil.copytree(run, dst)
-  for path in glob.glob(os.path.join(dst, "ckpt-*")):
-    if int(os.path.basename(path).split(".")[0].split("-")[1]) > at:
-      os.remove(path)
-  kept = os.path.join(dst, f"ckpt-{at}")
-  tf.compat.v1.train.update_checkpoint_state(dst, kept, all_model_checkpoint_paths=[kept])
-  return str(dst)
-
-
 @pytest.mark.parametrize("combo", list(COMBOS))
 def test_variants_train_on_two_replicas_and_resume_exactly(tmp_path, tiny_hub, toy_imdb, combo):
   variant_flags = COMBOS[combo]
   full = _train(tmp_path / "full", tiny_hub, toy_imdb, **variant_flags)
-  resumed = _interrupted_copy(full, tmp_path / "resumed", at=4)
+  resumed = interrupted_copy(full, tmp_path / "resumed", at=4)
   shutil.rmtree(os.path.join(resumed, "train"))  # so the event files below are the second run's alone
   _train(resumed, tiny_hub, toy_imdb, **variant_flags)
   steps_run = [s for s, _ in summaries.read_scalars(os.path.join(resumed, "train"))["loss"]]
