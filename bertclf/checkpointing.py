@@ -14,6 +14,7 @@ import signal
 
 import bertclf  # noqa: F401  (selects tf_keras before TensorFlow loads)
 from absl import logging
+import numpy as np
 import tensorflow as tf
 
 from bertclf import errors
@@ -113,7 +114,6 @@ def first_bad_step(outputs, start_step, loss_upper_bound, gradients_may_overflow
   """The first step of a train_loop call whose loss is non-finite or above the bound, or whose gradient norm
   is non-finite; None when all are good. outputs: {"loss": [n], "grad_norm": [n]}. Under fp16 loss scaling a
   non-finite gradient only means the optimizer skipped that update, so it is not a bad step there."""
-  import numpy as np  # pylint: disable=g-import-not-at-top
   bad = ~np.isfinite(outputs["loss"]) | (outputs["loss"] > loss_upper_bound)
   if not gradients_may_overflow:
     bad |= ~np.isfinite(outputs["grad_norm"])

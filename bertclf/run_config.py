@@ -16,7 +16,11 @@ MUST_MATCH = ("encoder_handle", "encoder_impl", "class_names", "seq_length", "he
 
 
 def read(model_dir):
-  path = os.path.join(model_dir, CONFIG_FILE)
+  return read_json(os.path.join(model_dir, CONFIG_FILE))
+
+
+def read_json(path):
+  """A JSON file of the model dir, or None when there is none."""
   if not tf.io.gfile.exists(path):
     return None
   with tf.io.gfile.GFile(path) as f:

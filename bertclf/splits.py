@@ -50,11 +50,7 @@ def _examples(record, name):
 
 
 def read(model_dir):
-  path = os.path.join(model_dir, SPLITS_FILE)
-  if not tf.io.gfile.exists(path):
-    return None
-  with tf.io.gfile.GFile(path) as f:
-    return json.load(f)
+  return run_config.read_json(os.path.join(model_dir, SPLITS_FILE))
 
 
 def write(model_dir, record):
