@@ -34,6 +34,7 @@ from bertclf import model as model_lib
 from bertclf import paths
 from bertclf.swaps import optim
 from bertclf import pipeline
+from bertclf import profiling
 from bertclf import run_config
 from bertclf import splits
 from bertclf.swaps import steps
@@ -255,6 +256,11 @@ def main(argv):
   preemption = checkpointing.coordinated_stop(strategy, checkpoint, model_dir,
                                               lambda: save(int(step.numpy())), stop)
 
+  # --profile_steps: the chief traces the calls that cover steps A..B into <model_dir>/train (Profile tab). Workers
+  # all-reduce every step in lock step, so one worker's trace shows what a step costs, waits included.
+  trace = profiling.StepTrace(bertclf_flags.profile_steps(), os.path.join(model_dir, "train"), start_step,
+                              total_steps, enabled=chief)
+
   # ============================================================== Loop
   window = {k: [] for k in outputs}
   window_start, window_steps = time.time(), 0
@@ -263,7 +269,8 @@ def main(argv):
   try:
     while s < total_steps and not (stop and preemption is None):
       n = _steps_until_next_event(s, total_steps, steps_per_epoch)
-      out = {k: v.numpy() for k, v in train_loop(train_iter, tf.constant(n)).items()}
+      with trace.call(s, n):
+        out = {k: v.numpy() for k, v in train_loop(train_iter, tf.constant(n)).items()}
       if (bad := checkpointing.first_bad_step(out, s, FLAGS.loss_upper_bound, ctx.scaled)) is not None:
         s = saved_at = recover_or_stop(out, s, n, bad)  # nothing from this call is logged or saved
         window, window_start, window_steps = {k: [] for k in outputs}, time.time(), 0
@@ -311,6 +318,7 @@ def main(argv):
                      f"on every host: training resumes from {tf.train.latest_checkpoint(model_dir)}.") from None
   finally:
     stop.restore()
+    trace.stop(s)  # a trace still running when the loop ended early
   if saved_at != s:  # stopped by a signal between saves
     save(s)
   if stop:

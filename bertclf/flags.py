@@ -146,6 +146,12 @@ def define_train_flags():
   flags.DEFINE_enum("freeze", "none", list(freezing.FREEZE), "Variables kept frozen (bertclf/variants/freezing.py).")
   flags.DEFINE_integer("seed", 0, "Seed of the weights' init, dropout and the shuffle order.")
   flags.DEFINE_integer("steps_per_loop", 10, "Train steps per tf.function call (less host overhead).")
+  flags.DEFINE_list("profile_steps", [], "A,B: trace training steps A..B with the TensorFlow profiler into "
+                    "<model_dir>/train/plugins/profile (TensorBoard's Profile tab); the trace holds the whole "
+                    "--steps_per_loop calls that cover A..B. Chief only. Empty: no trace.")
+  flags.register_validator(
+      "profile_steps", lambda v: not v or len(v) == 2 and all(x.isdigit() for x in v) and 1 <= int(v[0]) <= int(v[1]),
+      message="--profile_steps must be two step numbers A,B with 1 <= A <= B, e.g. 20,30 (empty: no trace).")
   flags.DEFINE_integer("log_every_steps", 50, "absl log line every N steps.")
   flags.DEFINE_integer("summary_every_steps", 50, "TensorBoard train scalars every N steps.")
   flags.DEFINE_integer("eval_every_steps", 0, "Validate every N steps (0: only at epoch ends).")
@@ -286,6 +292,11 @@ def define_flags():
 # Derived values: computed from flags, never written back to them.
 def eval_batch_size():
   return FLAGS.eval_batch_size or FLAGS.batch_size
+
+
+def profile_steps():
+  """--profile_steps as (A, B), or None without a trace."""
+  return tuple(int(x) for x in FLAGS.profile_steps) or None
 
 
 def bucket_boundaries(lengths, values=None):
