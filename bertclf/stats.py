@@ -60,6 +60,29 @@ def paired_seed_test(baseline, variant, confidence=CONFIDENCE):
   return out
 
 
+def unpaired_seed_test(baseline, variant, confidence=CONFIDENCE):
+  """Welch's t-test of mean(variant) − mean(baseline) for runs that the seed does NOT pair (scipy.stats.ttest_ind,
+  equal_var=False, two-sided).
+
+  Use it when the two configurations draw their data order, init or dropout from different code (another
+  training loop, another framework), so seed s of one has nothing in common with seed s of the other and a
+  paired test would claim a precision the pairing does not give. Welch's version does not assume equal spreads.
+  Returns {"n": [n_baseline, n_variant], "mean": difference, "interval": Welch-Satterthwaite t-interval,
+  "p", "test"}; interval and p are None with fewer than 2 values on a side or no spread at all.
+  """
+  a, b = np.asarray(baseline, np.float64), np.asarray(variant, np.float64)
+  out = {"n": [len(a), len(b)], "mean": float(b.mean() - a.mean()), "interval": None, "p": None,
+         "test": "Welch's t-test (scipy.stats.ttest_ind, equal_var=False, two-sided)"}
+  if len(a) >= 2 and len(b) >= 2:
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    if va + vb > 0:
+      dof = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
+      half = float(scipy_stats.t.ppf(0.5 + confidence / 2, dof) * np.sqrt(va + vb))
+      out.update(interval=[out["mean"] - half, out["mean"] + half],
+                 p=float(scipy_stats.ttest_ind(b, a, equal_var=False).pvalue), standard_error=float(np.sqrt(va + vb)))
+  return out
+
+
 def macro_f1(labels, predicted, num_classes):
   """Macro F1 over classes 0..C-1 (sklearn's with zero_division=0): labels, predicted [N] → float."""
   tp, fp, fn = _confusion_counts(np.ones([1, len(labels)]), labels, predicted[None], num_classes)

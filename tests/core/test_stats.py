@@ -166,3 +166,22 @@ def test_bootstrap_of_repeated_seeds_is_the_one_seed_bootstrap():
 def test_bootstrap_rejects_unpaired_shapes():
   with pytest.raises(ValueError, match=r"\[S, N, C\]"):
     stats.paired_bootstrap(np.zeros(5, int), np.ones((2, 5, 2)), np.ones((2, 4, 2)))
+
+
+def test_unpaired_test_matches_scipy_welch_and_its_interval():
+  rng = np.random.default_rng(3)
+  a, b = rng.normal(0.75, 0.005, 5), rng.normal(0.74, 0.01, 7)
+  out = stats.unpaired_seed_test(a, b)
+  welch = scipy_stats.ttest_ind(b, a, equal_var=False)
+  assert out["p"] == pytest.approx(welch.pvalue)
+  ci = welch.confidence_interval(0.95)
+  assert out["interval"] == pytest.approx([ci.low, ci.high])
+  assert out["mean"] == pytest.approx(b.mean() - a.mean())
+
+
+def test_unpaired_test_with_no_difference_and_with_a_clear_one():
+  same = stats.unpaired_seed_test([0.70, 0.72, 0.71, 0.73], [0.71, 0.70, 0.73, 0.72])
+  assert same["interval"][0] < 0 < same["interval"][1] and same["p"] > 0.5
+  clear = stats.unpaired_seed_test([0.70, 0.72, 0.71, 0.73], [0.80, 0.81, 0.79, 0.82])
+  assert clear["interval"][0] > 0.05 and clear["p"] < 1e-4
+  assert stats.unpaired_seed_test([0.7], [0.8])["p"] is None
