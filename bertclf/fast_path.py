@@ -80,29 +80,36 @@ def load_encoder(handles, impl, dtype, machine, trainable=True, cls_only=False):
                                                                                      "dtype": dtype_reason})
 
 
-def notes(resolved, bucket_reason, sources, machine):
-  """{flag: why it has its value} for the log and config.json. sources: {flag: where its value came from}, as
-  requested() gives; a value from config.json that this machine would resolve differently says so."""
-  def where(name, reason):
+def notes(resolved, bucket_reason, sources, saved):
+  """{flag: why it has its value}, for config.json and the log line. sources: {flag: where its value came from},
+  as requested() gives; a value from config.json keeps the reason recorded there, so a resumed run's record
+  (history.jsonl) shows no change."""
+  reasons = {"encoder_impl": resolved.reasons["encoder_impl"], "dtype": resolved.reasons["dtype"],
+             "bucket_boundaries": bucket_reason}
+  out = {}
+  for name, reason in reasons.items():
     if sources[name] == "config.json":
-      return "from the run's config.json"
-    if sources[name] == "auto":
-      return reason
-    return sources[name] + ("" if reason == "given" else f"; {reason}")
-
-  out = {"encoder_impl": where("encoder_impl", resolved.reasons["encoder_impl"]),
-         "dtype": where("dtype", resolved.reasons["dtype"]),
-         "bucket_boundaries": where("bucket_boundaries", bucket_reason)}
-  if sources["dtype"] == "config.json":
-    here, why = hardware.choose_dtype(*machine, resolved.encoder_impl)
-    if here != resolved.dtype:
-      out["dtype"] += f"; this machine alone would choose {here}: {why}"
+      out[name] = (saved.get("fast_path") or {}).get(name, "from the run's config.json")
+    elif sources[name] == "auto":
+      out[name] = reason
+    else:
+      out[name] = sources[name] + ("" if reason == "given" else f"; {reason}")
   return out
 
 
-def summary(resolved, buckets, why):
+def summary(resolved, buckets, why, sources, machine):
   """The one log line of the resolved choices, e.g. "fast path: encoder native (BertEncoder rebuilt ...), dtype bf16
-  (CPU has amx_bf16), buckets 16 lengths (mean padded 35 of 64)". why: notes()."""
+  (CPU has amx_bf16), buckets 16 lengths (mean padded 35 of 64)". why: notes(); sources, machine: as requested()
+  and devices() give. A value from config.json says so, and for the dtype, what this machine would choose
+  instead if that differs."""
+  def note(name):
+    return f"from the run's config.json: {why[name]}" if sources[name] == "config.json" else why[name]
+
+  dtype_note = note("dtype")
+  if sources["dtype"] == "config.json":
+    here, reason = hardware.choose_dtype(*machine, resolved.encoder_impl)
+    if here != resolved.dtype:
+      dtype_note += f"; this machine alone would choose {here}: {reason}"
   bucket_text = f"buckets {len(buckets) + 1} lengths" if buckets else "no buckets"
-  return (f"fast path: encoder {resolved.encoder_impl} ({why['encoder_impl']}), dtype {resolved.dtype} "
-          f"({why['dtype']}), {bucket_text} ({why['bucket_boundaries']})")
+  return (f"fast path: encoder {resolved.encoder_impl} ({note('encoder_impl')}), dtype {resolved.dtype} "
+          f"({dtype_note}), {bucket_text} ({note('bucket_boundaries')})")

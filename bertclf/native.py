@@ -172,7 +172,7 @@ def detect_config(saved_model, name):
         f"has no bert_config.json beside it, and neither GELU rebuilds it (relative difference on a probe input: "
         f"{best} {best_diff:.2g}, {other} {other_diff:.2g})", name)
   log = logging.info if best_diff <= MATCH_TOLERANCE else logging.warning
-  log("--encoder_impl=native: %s has no bert_config.json; activation detected on a probe input: %s (relative "
+  log("Native encoder: %s has no bert_config.json; activation detected on a probe input: %s (relative "
       "difference to the SavedModel %.2g; %s: %.2g)%s.", name, best, best_diff, other, other_diff,
       "" if best_diff <= MATCH_TOLERANCE else f"; above {MATCH_TOLERANCE:g}, so the native encoder is not exactly "
       "the SavedModel's function: pass --encoder_impl=hub for that")
