@@ -27,6 +27,7 @@ from bertclf import encoders
 from bertclf import errors
 from bertclf.swaps import eval_weights
 from bertclf import evaluation
+from bertclf import fast_path
 from bertclf import flags as bertclf_flags
 from bertclf.swaps import losses
 from bertclf import model as model_lib
@@ -45,14 +46,16 @@ class CheckpointScorer:
 
   def __init__(self, cfg, class_names):
     self.strategy = distribute.get_strategy(FLAGS.strategy, FLAGS.num_gpus, FLAGS.num_cpu_devices)
-    distribute.set_precision(cfg["dtype"])
     self.handles = encoders.resolve(cfg["encoder"], cfg["preprocess"])
     self.cfg, self.class_names = cfg, class_names
     self.loss_def = losses.LOSSES[cfg["loss"]]
     self.preprocess = encoders.load_preprocess(self.handles)
-    with self.strategy.scope():
-      encoder = encoders.load_encoder_layer(self.handles, trainable=False, impl=cfg["encoder_impl"],
-                                            cls_only=cfg.get("cls_only_last_layer", True))
+    with self.strategy.scope():  # the run's --encoder_impl and --dtype (from its config.json), or 'auto' resolved
+      encoder, resolved = fast_path.load_encoder(self.handles, cfg["encoder_impl"], cfg["dtype"],
+                                                 fast_path.devices(FLAGS.num_gpus, FLAGS.num_cpu_devices),
+                                                 trainable=False, cls_only=cfg.get("cls_only_last_layer", True))
+      logging.info("Scoring with encoder %s (%s), dtype %s (%s).", resolved.encoder_impl,
+                   resolved.reasons["encoder_impl"], resolved.dtype, resolved.reasons["dtype"])
       self.model = model_lib.build_classifier(encoder, self.loss_def.num_logits(len(class_names)), cfg["head"])
     self.predict_fn = evaluation.make_predict_fn(
         self.strategy, self.model, self.loss_def, lambda lengths: bertclf_flags.bucket_boundaries(lengths, cfg))
@@ -103,6 +106,8 @@ def main(_):
   if not FLAGS.export_dir and not saved:
     raise errors.UserError(f"--model_dir={FLAGS.model_dir} has no config.json: it is not a train.py run. Pass the "
                            "--model_dir of a training run, or --export_dir=<export> to use an exported model.")
+  if saved and cfg["encoder_impl"] == "auto":  # the checkpoint holds the variables of what its run built
+    cfg = dict(cfg, encoder_impl=saved.get("encoder_impl", "auto"))
   if saved:  # flags given now must describe the same model as the run's checkpoints
     now = dict(saved, seq_length=cfg["seq_length"], head=cfg["head"], loss=cfg["loss"],
                encoder_impl=cfg["encoder_impl"],

@@ -3,8 +3,8 @@
   python train.py --flagfile=flags/tiny.cfg
   python train.py --flagfile=flags/imdb_small_bert.cfg --model_dir=runs/imdb
 
-Reads top to bottom: setup → data → model → step functions → restore → loop → export. Shapes: B = per-replica
-batch, G = global batch, T = sequence length, H = hidden size, L = logits, C = classes.
+Reads top to bottom: setup → data → fast path → model → step functions → restore → loop → export. Shapes: B =
+per-replica batch, G = global batch, T = sequence length, H = hidden size, L = logits, C = classes.
 """
 import bertclf  # noqa: F401  (selects tf_keras before TensorFlow loads; keep it first)
 
@@ -27,6 +27,7 @@ from bertclf import errors
 from bertclf.swaps import eval_weights
 from bertclf import evaluation
 from bertclf import export as export_lib
+from bertclf import fast_path
 from bertclf import flags as bertclf_flags
 from bertclf.variants import freezing
 from bertclf.swaps import losses
@@ -45,7 +46,7 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
-  # ============================================================== Setup: strategy, precision, encoder, config
+  # ============================================================== Setup: strategy, encoder handles
   paths.check_writable_dir("--model_dir", FLAGS.model_dir)  # a file, read-only or full disk: before any slow work
   strategy = distribute.get_strategy(FLAGS.strategy, FLAGS.num_gpus, FLAGS.num_cpu_devices)
   num_replicas = strategy.num_replicas_in_sync
@@ -53,13 +54,13 @@ def main(argv):
   for name, size in (("batch_size", G), ("eval_batch_size", bertclf_flags.eval_batch_size())):
     if size % num_replicas:
       raise errors.UserError(f"--{name}={size} is a global batch and must divide by the {num_replicas} replicas.")
-  distribute.set_precision(FLAGS.dtype)
   tf.random.set_seed(FLAGS.seed)
   handles = encoders.resolve(FLAGS.encoder, FLAGS.preprocess)
   if handles.max_seq_length and FLAGS.seq_length > handles.max_seq_length:
     raise errors.UserError(f"--seq_length={FLAGS.seq_length} exceeds the encoder's maximum of "
                            f"{handles.max_seq_length} positions.")
   model_dir = FLAGS.model_dir
+  saved = run_config.read(model_dir)  # a run to continue: its config.json
 
   # ============================================================== Data: load, tokenize once on the host
   text_data = data.load_text_data(FLAGS.dataset, **bertclf_flags.data_kwargs())
@@ -72,22 +73,37 @@ def main(argv):
   preprocess = encoders.load_preprocess(handles)
   train_data = pipeline.tokenize(text_data.train, preprocess, FLAGS.seq_length, FLAGS.tokenize_batch_size)
   val_data = pipeline.tokenize(text_data.validation, preprocess, FLAGS.seq_length, FLAGS.tokenize_batch_size)
-  # Padded lengths of the training batches (--bucket_boundaries; 'auto' picks them from these lengths).
-  bucket_boundaries = bertclf_flags.bucket_boundaries(train_data.lengths)  # [] without bucketing
   steps_per_epoch = pipeline.steps_per_epoch(len(train_data), G)
   total_steps = FLAGS.train_steps or FLAGS.epochs * steps_per_epoch
   warmup_steps = int(FLAGS.warmup_fraction * total_steps)
 
-  config = {**bertclf_flags.flag_values(),
+  # ============================================================== Fast path: encoder, precision, buckets
+  # 'auto' (the default of all three) resolves here, once; a run being continued keeps the values its
+  # config.json holds (bertclf/fast_path.py). The policy is set before the encoder, head and optimizer are built.
+  wanted = fast_path.requested(saved)  # {flag: (value, where it came from)}
+  machine = fast_path.devices(FLAGS.num_gpus, FLAGS.num_cpu_devices)
+  with strategy.scope():
+    encoder, resolved = fast_path.load_encoder(handles, wanted["encoder_impl"][0], wanted["dtype"][0], machine,
+                                               trainable=True, cls_only=FLAGS.cls_only_last_layer)
+  dtype = resolved.dtype
+  # Padded lengths of the training batches, picked from these lengths by 'auto'; [] without bucketing.
+  bucket_boundaries, bucket_reason = bertclf_flags.resolve_bucket_boundaries(
+      train_data.lengths, dict(bertclf_flags.flag_values(), bucket_boundaries=wanted["bucket_boundaries"][0]))
+  sources = {name: source for name, (_, source) in wanted.items()}
+  why = fast_path.notes(resolved, bucket_reason, sources, saved)  # {flag: reason}, into config.json
+  logging.info("%s", fast_path.summary(resolved, bucket_boundaries, why, sources, machine))
+
+  config = {**bertclf_flags.flag_values(), "encoder_impl": resolved.encoder_impl, "dtype": dtype,
+            "bucket_boundaries": [str(b) for b in bucket_boundaries],
+            "fast_path": why,
             "encoder_handle": handles.encoder, "preprocess_handle": handles.preprocess,
             "encoder_config": handles.config, "class_names": text_data.class_names,
             "data_source": text_data.source, "num_replicas": num_replicas,
             "num_workers": checkpointing.num_workers(strategy), "strategy_class":
-            type(strategy).__name__, "policy": distribute.POLICIES[FLAGS.dtype], "steps_per_epoch":
+            type(strategy).__name__, "policy": distribute.POLICIES[dtype], "steps_per_epoch":
             steps_per_epoch, "total_steps": total_steps, "warmup_steps": warmup_steps,
             "num_train_examples": len(train_data), "num_validation_examples": len(val_data),
             "train_bucket_lengths": bucket_boundaries + [FLAGS.seq_length] if bucket_boundaries else []}
-  saved = run_config.read(model_dir)
   if saved and tf.train.latest_checkpoint(model_dir):
     run_config.check_compatible(saved, config, f"--model_dir={model_dir}")
   data_record = splits.check_same_data(model_dir, splits.fingerprints(text_data), FLAGS.resume_on_new_data)
@@ -102,7 +118,7 @@ def main(argv):
   logging.info("run: %s (all %d values: %s)", ", ".join(f"{k}={config[k]}" for k in shown if k in config),
                len(config), os.path.join(model_dir, run_config.CONFIG_FILE))
 
-  if FLAGS.encoder_impl == "hub" and FLAGS.encoder_dropout:
+  if resolved.encoder_impl == "hub" and FLAGS.encoder_dropout:
     logging.warning("The TF Hub encoder's own dropout draws from stateful random ops inside its SavedModel: "
                     "after a resume it does not redraw the same masks, and replicas may share them. "
                     "--encoder_impl=native (any BERT encoder it can rebuild) or --encoder_dropout=false "
@@ -111,14 +127,12 @@ def main(argv):
   # ============================================================== Model, optimizer, checkpoint
   variant_options = bertclf_flags.step_options()  # settings of the research variants (docs/VARIANTS.md)
   with strategy.scope():
-    encoder = encoders.load_encoder_layer(handles, trainable=True, impl=FLAGS.encoder_impl,
-                                          cls_only=FLAGS.cls_only_last_layer)
     model = model_lib.build_classifier(encoder, loss_def.num_logits(num_classes), FLAGS.head, FLAGS.dropout,
                                        FLAGS.encoder_dropout, FLAGS.seed)
     changed = dropout.MASKS[FLAGS.dropout_masks](model)  # where the Dropout layers' random numbers come from
     logging.info("--dropout_masks=%s: %d Keras Dropout layers changed", FLAGS.dropout_masks, changed)
     optimizer = optim.create_optimizer(FLAGS.optimizer, FLAGS.learning_rate, total_steps, warmup_steps,
-                                       FLAGS.dtype, model=model, options=variant_options)
+                                       dtype, model=model, options=variant_options)
     # Training steps taken: the loop counter, and with the recovery count the input position (see pipeline.py).
     # The run's own counter, not the optimizer's `iterations`, which optimizer wrappers count in their own way.
     step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
@@ -179,7 +193,8 @@ def main(argv):
       arrays = [a.write(i, tf.cast(v, tf.float32)) for a, v in zip(arrays, values)]
     return {k: a.stack() for k, a in zip(outputs, arrays)}
 
-  predict = evaluation.make_predict_fn(strategy, model, loss_def, bertclf_flags.bucket_boundaries)
+  # Validation pads to the training batches' bucket lengths (the same shapes; eval.py reads them from config.json).
+  predict = evaluation.make_predict_fn(strategy, model, loss_def, lambda lengths: bucket_boundaries)
   val_writer = summaries.writer(writable(model_dir), "validation", skip_written=True)
 
   @weights_for_eval.swapped()  # validation and the best checkpoint see the --weights_for_eval weights
@@ -241,7 +256,7 @@ def main(argv):
     trials, skipped = recovery.numpy()
     if trials >= FLAGS.recovery_max_trials or not manager.latest_checkpoint:
       raise checkpointing.Diverged(f"{problem} Stopping. {last_good()} Advice: "
-                                   f"{checkpointing.divergence_advice(FLAGS.dtype, FLAGS.learning_rate)}.")
+                                   f"{checkpointing.divergence_advice(dtype, FLAGS.learning_rate)}.")
     checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
     good = int(step.numpy())
     recovery.assign([trials + 1, skipped + s + n - good])  # the data position is step + skipped

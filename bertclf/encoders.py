@@ -9,6 +9,7 @@ import json
 import os
 
 import bertclf  # noqa: F401  (selects tf_keras before TensorFlow loads)
+from absl import logging
 import tensorflow as tf
 import tensorflow_hub as hub
 import tensorflow_text  # noqa: F401  (registers the ops the preprocessing SavedModels use)
@@ -168,19 +169,42 @@ def _load(handle, load_fn, flag):
     raise
 
 
+def load_native_encoder(handles, trainable=True, cls_only=False, required=True):
+  """(official's BertEncoder rebuilt under the active precision policy with the SavedModel's weights, None), or
+  (None, why it cannot be rebuilt): bertclf/native.py. required: see native.load_encoder."""
+  return native.load_encoder(lambda h: _load(h, hub.load, "--encoder"), handles, trainable, cls_only, required)
+
+
+def load_hub_encoder(handles, trainable=True):
+  """The SavedModel as a `hub.KerasLayer` (its own float32 graph, whatever the policy)."""
+  return _load(handles.encoder, lambda h: hub.KerasLayer(h, trainable=trainable, name="encoder"), "--encoder")
+
+
+def warn_native_fallback(handles, reason):
+  """An explicit --encoder_impl=native that gets the Hub layer: say so, and what is lost."""
+  logging.warning("--encoder_impl=native: %s %s; falling back to the TF Hub layer, so mixed precision will not "
+                  "reach the encoder (its math stays float32) and XLA recompiles around it.", handles.encoder, reason)
+
+
 def load_encoder_layer(handles, trainable=True, impl="hub", cls_only=False):
   """The encoder: dict of [B, T] int32 → {pooled_output [B, H], sequence_output [B, T, H], ...}.
 
   impl="hub": a `hub.KerasLayer` (the SavedModel's own float32 graph). impl="native": official's BertEncoder
   rebuilt under the active precision policy with the SavedModel's weights (bertclf/native.py); falls back to
-  "hub", with a warning, when the SavedModel is not a BertEncoder. cls_only (native only): the last layer
-  computes the [CLS] row alone, so pooled_output is the same and sequence_output is [B, 1, H].
+  "hub", with a warning, when the SavedModel is not a BertEncoder. impl="auto": native when it can be rebuilt,
+  else hub (one log line says why). cls_only (native only): the last layer computes the [CLS] row alone, so
+  pooled_output is the same and sequence_output is [B, 1, H]. train.py and eval.py go through
+  bertclf/fast_path.py, which also picks the precision policy that goes with the implementation.
   """
-  if impl == "native":
-    encoder = native.load_encoder(lambda h: _load(h, hub.load, "--encoder"), handles, trainable, cls_only)
+  if impl != "hub":
+    encoder, reason = load_native_encoder(handles, trainable, cls_only, required=impl == "native")
     if encoder is not None:
       return encoder
-  return _load(handles.encoder, lambda h: hub.KerasLayer(h, trainable=trainable, name="encoder"), "--encoder")
+    if impl == "native":
+      warn_native_fallback(handles, reason)
+    else:
+      logging.info("--encoder_impl=auto: the TF Hub layer, as %s %s.", handles.encoder, reason)
+  return load_hub_encoder(handles, trainable)
 
 
 def load_preprocess(handles):

@@ -42,6 +42,15 @@ MATCH_TOLERANCE = 1e-5
 REFUSE_TOLERANCE = 1e-2
 
 
+class NeedsConfig(errors.UserError):
+  """A SavedModel with a BERT encoder's variables that neither GELU reproduces: it needs its bert_config.json."""
+
+  def __init__(self, reason, name):
+    super().__init__(f"--encoder_impl=native: {name} {reason}. Pass --encoder_impl=hub, or put the encoder's "
+                     "bert_config.json (with its hidden_act) beside the encoder folder.")
+    self.reason = reason
+
+
 def _strip(name):
   return name[:-2] if name.endswith(":0") else name
 
@@ -134,7 +143,7 @@ def detect_config(saved_model, name):
 
   Each of ACTIVATIONS is built in float32 with the SavedModel's weights and run on a probe input ([2, 16] token
   ids) beside the SavedModel itself; the closer one is kept, and logged. None when the SavedModel is not a
-  BertEncoder (the caller then falls back to the Hub layer). Raises UserError when neither reproduces it.
+  BertEncoder (the caller then falls back to the Hub layer). Raises NeedsConfig when neither reproduces it.
   name: the --encoder path or handle, for messages. Costs two extra encoder builds at start-up (all-MiniLM-L6-v2:
   ~4 s on 2 shared CPU cores).
   """
@@ -159,30 +168,35 @@ def detect_config(saved_model, name):
       differences[label] = _relative_difference(encoder(probe, training=False), reference)
   (best, best_diff), (other, other_diff) = sorted(differences.items(), key=lambda item: item[1])
   if best_diff > REFUSE_TOLERANCE:
-    raise errors.UserError(
-        f"--encoder_impl=native: {name} has no bert_config.json beside it, and neither GELU rebuilds it (relative "
-        f"difference on a probe input: {best} {best_diff:.2g}, {other} {other_diff:.2g}). Pass "
-        "--encoder_impl=hub, or put the encoder's bert_config.json (with its hidden_act) beside the encoder folder.")
+    raise NeedsConfig(
+        f"has no bert_config.json beside it, and neither GELU rebuilds it (relative difference on a probe input: "
+        f"{best} {best_diff:.2g}, {other} {other_diff:.2g})", name)
   log = logging.info if best_diff <= MATCH_TOLERANCE else logging.warning
-  log("--encoder_impl=native: %s has no bert_config.json; activation detected on a probe input: %s (relative "
+  log("Native encoder: %s has no bert_config.json; activation detected on a probe input: %s (relative "
       "difference to the SavedModel %.2g; %s: %.2g)%s.", name, best, best_diff, other, other_diff,
       "" if best_diff <= MATCH_TOLERANCE else f"; above {MATCH_TOLERANCE:g}, so the native encoder is not exactly "
       "the SavedModel's function: pass --encoder_impl=hub for that")
   return dict(bert_config.to_dict(), hidden_act=dict(ACTIVATIONS)[best])
 
 
-def load_encoder(load_saved_model, handles, trainable=True, cls_only=False):
-  """The native encoder for `handles`, or None (after logging why mixed precision will not reach it)."""
+def load_encoder(load_saved_model, handles, trainable=True, cls_only=False, required=True):
+  """(the native encoder for `handles`, None), or (None, why it cannot be rebuilt).
+
+  required (an explicit --encoder_impl=native): a SavedModel with BERT's variables that neither GELU reproduces
+  raises NeedsConfig, whose message names the fix; otherwise (--encoder_impl=auto) that is one more reason.
+  """
   saved_model = load_saved_model(handles.encoder)
-  config = handles.config or detect_config(saved_model, handles.encoder)
+  try:
+    config = handles.config or detect_config(saved_model, handles.encoder)
+  except NeedsConfig as err:
+    if required:
+      raise
+    return None, err.reason
   encoder, reason = build_native_encoder(saved_model, config, cls_only)
   if encoder is None:
-    logging.warning("--encoder_impl=native: %s %s; falling back to the TF Hub layer, so mixed precision will "
-                    "not reach the encoder (its math stays float32) and XLA recompiles around it.",
-                    handles.encoder, reason)
-    return None
+    return None, reason
   encoder.trainable = trainable
-  logging.info("--encoder_impl=native: BertEncoder with %d layers, weights from %s, compute dtype %s%s.",
+  logging.info("Native encoder: BertEncoder with %d layers, weights from %s, compute dtype %s%s.",
                len(encoder.transformer_layers), handles.encoder, encoder.compute_dtype,
                ", last layer on the [CLS] row only" if cls_only else "")
-  return encoder
+  return encoder, None

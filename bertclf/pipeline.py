@@ -135,6 +135,16 @@ def fewest_padding_boundaries(lengths, num_buckets, seq_length):
   return sorted(b for b in bounds if b < seq_length)
 
 
+def mean_padded_length(lengths, bucket_boundaries, seq_length):
+  """Mean length [N] examples of these token lengths are padded to when each goes to the smallest bucket that
+  holds it (seq_length without buckets): the count fewest_padding_boundaries minimises, divided by N."""
+  lengths = np.minimum(np.asarray(lengths, np.int64), seq_length)
+  if not len(lengths):
+    return float(seq_length)
+  bounds = np.array(sorted({b for b in bucket_boundaries if b < seq_length} | {seq_length}))
+  return float(bounds[np.searchsorted(bounds, lengths)].mean())  # first boundary >= each length
+
+
 def _split_for_replicas(global_batches, input_context, global_batch_size):
   """Global batches {idx [G], weights [G], length} → this pipeline's per-replica batches, in replica order.
 

@@ -6,8 +6,8 @@
       --bucket_boundaries=auto"          # counts crashes only: bf16 on CPU is not bit-reproducible
 
 Each trial trains the tiny preset (generated reviews, a random 2-layer hidden-32 encoder rebuilt natively, so
-its dropout and the head's are bertclf's resumable masks; rates 0.1 and 0.3) to
---steps: it starts the run, sends kill -9 or SIGTERM (chosen at random) at a random moment, to the process or,
+its dropout and the head's are bertclf's resumable masks; rates 0.1 and 0.3; fp32 and no buckets unless --extra
+gives --dtype or --bucket_boundaries) to --steps: it starts the run, sends kill -9 or SIGTERM (chosen at random) at a random moment, to the process or,
 with --workers=2, to one random worker of a multi_worker_mirrored pair on 127.0.0.1, then reruns the same
 command, up to --interrupts times (each at a random step), then lets it finish. Checkpoints come every --checkpoint_every steps, so
 many kills land during a save. The final checkpoint is compared with an uninterrupted run of the same command:
@@ -41,8 +41,8 @@ class Run:
     flags = [f"--dataset={args.assets}/imdb", f"--encoder={args.assets}/hub", f"--model_dir={model_dir}",
              "--seq_length=24", "--batch_size=16", "--learning_rate=5e-3", f"--train_steps={args.steps}",
              "--steps_per_loop=1", "--log_every_steps=1", f"--checkpoint_every_steps={args.checkpoint_every}",
-             "--dropout=0.3", "--encoder_impl=native", "--export=false", f"--num_cpu_devices={args.replicas}"
-             ] + args.extra.split()
+             "--dropout=0.3", "--encoder_impl=native", "--dtype=fp32", "--bucket_boundaries=", "--export=false",
+             f"--num_cpu_devices={args.replicas}"] + args.extra.split()  # --extra's flags come last and win
     envs = [dict(os.environ)]
     if args.workers > 1:
       envs = [dict(os.environ, TF_CONFIG=c) for c in local_cluster.worker_tf_configs(args.workers)]

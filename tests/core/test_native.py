@@ -115,6 +115,8 @@ def test_activation_without_config_file_is_detected(configless_hub, caplog, poli
     with pytest.raises(errors.UserError, match="neither GELU rebuilds it .* Pass --encoder_impl=hub, or put the "
                        "encoder's bert_config.json"):
       encoders.load_encoder_layer(handles, impl="native")
+    encoder, reason = encoders.load_native_encoder(handles, required=False)  # --encoder_impl=auto: the Hub layer
+    assert encoder is None and reason.startswith("has no bert_config.json beside it, and neither GELU rebuilds it")
     return
   with caplog.at_level(logging.INFO, logger="absl"):
     nat = encoders.load_encoder_layer(handles, impl="native")
@@ -176,8 +178,10 @@ def test_non_bert_saved_model_falls_back_to_hub_and_says_so(tmp_path, caplog):
   module.v = tf.Variable(tf.zeros([3, 3]), name="albert_something")
   tf.saved_model.save(module, str(tmp_path))
   handles = encoders.Handles(str(tmp_path), "unused", "x")
-  with caplog.at_level(logging.WARNING):
-    assert native.load_encoder(tf.saved_model.load, handles) is None
+  encoder, reason = native.load_encoder(tf.saved_model.load, handles)
+  assert encoder is None and "not a BERT encoder" in reason
+  with caplog.at_level(logging.WARNING), pytest.raises(ValueError):  # a bare tf.Module is no Hub layer either
+    encoders.load_encoder_layer(handles, impl="native")
   assert "falling back to the TF Hub layer, so mixed precision will not reach the encoder" in caplog.text
 
 
@@ -191,7 +195,7 @@ def test_native_training_checkpoints_and_exports(tmp_path, tiny_hub, toy_imdb):
   assert probs.dtype == np.float32
   np.testing.assert_allclose(probs.sum(-1), 1.0, rtol=1e-3)
   with pytest.raises(ValueError, match="encoder_impl: saved 'native', now 'hub'"):
-    run_train(tmp_path / "native", tiny_hub, toy_imdb, train_steps=30)
+    run_train(tmp_path / "native", tiny_hub, toy_imdb, train_steps=30, encoder_impl="hub")
   tf_keras.mixed_precision.set_global_policy("float32")
 
 

@@ -214,7 +214,8 @@ def test_fewest_padding_boundaries_edge_cases():
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--num_buckets=8"], "--num_buckets is read by --bucket_boundaries=auto only"),
+    (["--num_buckets=8", "--bucket_boundaries=16,32"], "--num_buckets is read by --bucket_boundaries=auto only"),
+    (["--num_buckets=8", "--bucket_boundaries="], "--num_buckets is read by --bucket_boundaries=auto only"),
     (["--bucket_boundaries=16,128"], "--bucket_boundaries must all be below --seq_length"),
     (["--bucket_boundaries=auto,16"], "--bucket_boundaries must be 'auto' or increasing integers"),
     (["--bucket_boundaries=auto", "--num_buckets=1"], "num_buckets"),

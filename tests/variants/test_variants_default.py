@@ -32,6 +32,9 @@ FLAGS = dict(seq_length=24, batch_size=16, learning_rate=5e-3, train_steps=10, s
              log_every_steps=5, summary_every_steps=1, checkpoint_every_steps=10, dropout=0.0,
              encoder_dropout=False, export=False, dtype="fp32")
 RUNS = {"one_replica": {}, "two_replicas": {"num_cpu_devices": 2}}
+# What the reference's train.py did, which today's defaults (auto) would change: the Hub layer, no buckets. Passed
+# to today's train.py only (the reference's has neither flag).
+TODAY = dict(encoder_impl="hub", bucket_boundaries="")
 
 
 def build_assets(root):
@@ -86,7 +89,7 @@ def test_default_step_matches_the_pre_refactor_loop(tmp_path, seeded_assets, run
   hub, imdb = seeded_assets
   flag_values = flags.FLAGS
   flag_values.unparse_flags()
-  flag_values(["train.py"] + train_argv(hub, imdb, str(tmp_path), RUNS[run]))
+  flag_values(["train.py"] + train_argv(hub, imdb, str(tmp_path), {**RUNS[run], **TODAY}))
   try:
     train.main([])
   finally:
