@@ -7,6 +7,7 @@ from absl import flags
 
 from bertclf.swaps import dropout
 from bertclf import encoders
+from bertclf import errors
 from bertclf.swaps import eval_weights
 from bertclf.variants import freezing
 from bertclf.swaps import heads
@@ -312,12 +313,22 @@ def profile_steps():
 AUTO_BUCKETS_MIN_SAVING = 0.15
 
 
-def resolve_bucket_boundaries(lengths, values=None):
+def resolve_bucket_boundaries(lengths, values=None, num_workers=1):
   """(boundaries as ints, what they pad) for a split with these token lengths [N], from --bucket_boundaries (FLAGS
   or a {flag: value} mapping): the given ones; with 'auto' the --num_buckets that pad these lengths least, or []
-  when they save less than AUTO_BUCKETS_MIN_SAVING of the padded positions. [] means no bucketing."""
+  when they save less than AUTO_BUCKETS_MIN_SAVING of the padded positions. [] means no bucketing.
+
+  Training on several workers has no buckets: with per-step shapes, MultiWorkerMirroredStrategy's all-gather of
+  the embedding gradient's slices fails ("Shape mismatch in the collective instance", two workers on one host,
+  TensorFlow 2.20), so 'auto' resolves to none there and given boundaries are refused."""
   v = values or {name: FLAGS[name].value for name in ("bucket_boundaries", "num_buckets", "seq_length")}
   T = v["seq_length"]  # pylint: disable=invalid-name
+  if num_workers > 1:
+    if v["bucket_boundaries"] not in ([], ["auto"]):
+      raise errors.UserError(f"--bucket_boundaries={','.join(v['bucket_boundaries'])}: length bucketing does not "
+                             f"run on {num_workers} workers (their all-reduce needs the same shapes every step); "
+                             "leave --bucket_boundaries unset or empty.")
+    return [], f"{num_workers} workers: every batch padded to {T}"
   if v["bucket_boundaries"] != ["auto"]:
     bounds = [int(x) for x in v["bucket_boundaries"]]
     return bounds, (f"mean padded {pipeline.mean_padded_length(lengths, bounds, T):.0f} of {T}" if bounds else

@@ -10,6 +10,7 @@ import tensorflow as tf
 import tf_keras
 
 from bertclf import encoders
+from bertclf import errors
 from bertclf import fast_path
 from bertclf import flags as bertclf_flags
 from bertclf import hardware
@@ -80,6 +81,16 @@ def test_auto_buckets_dropped_when_texts_fill_the_window():
   # Given boundaries are kept whatever they save.
   assert bertclf_flags.resolve_bucket_boundaries(
       lengths, dict(bucket_boundaries=["40"], num_buckets=16, seq_length=128))[0] == [40]
+
+
+def test_several_workers_train_without_buckets():
+  lengths = np.random.RandomState(0).randint(8, 40, size=1000)  # buckets would save ~60% on one worker
+  bounds, reason = bertclf_flags.resolve_bucket_boundaries(
+      lengths, dict(bucket_boundaries=["auto"], num_buckets=16, seq_length=64), num_workers=2)
+  assert bounds == [] and "2 workers" in reason
+  with pytest.raises(errors.UserError, match="--bucket_boundaries=16,32: .* 2 workers"):
+    bertclf_flags.resolve_bucket_boundaries(
+        lengths, dict(bucket_boundaries=["16", "32"], num_buckets=16, seq_length=64), num_workers=2)
 
 
 def test_mean_padded_length():
