@@ -191,19 +191,16 @@ def load_encoder_layer(handles, trainable=True, impl="hub", cls_only=False):
 
   impl="hub": a `hub.KerasLayer` (the SavedModel's own float32 graph). impl="native": official's BertEncoder
   rebuilt under the active precision policy with the SavedModel's weights (bertclf/native.py); falls back to
-  "hub", with a warning, when the SavedModel is not a BertEncoder. impl="auto": native when it can be rebuilt,
-  else hub (one log line says why). cls_only (native only): the last layer computes the [CLS] row alone, so
-  pooled_output is the same and sequence_output is [B, 1, H]. train.py and eval.py go through
-  bertclf/fast_path.py, which also picks the precision policy that goes with the implementation.
+  "hub", with a warning, when the SavedModel is not a BertEncoder. cls_only (native only): the last layer
+  computes the [CLS] row alone, so pooled_output is the same and sequence_output is [B, 1, H]. train.py and
+  eval.py go through bertclf/fast_path.py instead, which also resolves --encoder_impl=auto and the precision
+  policy that goes with the implementation.
   """
-  if impl != "hub":
-    encoder, reason = load_native_encoder(handles, trainable, cls_only, required=impl == "native")
+  if impl == "native":
+    encoder, reason = load_native_encoder(handles, trainable, cls_only)
     if encoder is not None:
       return encoder
-    if impl == "native":
-      warn_native_fallback(handles, reason)
-    else:
-      logging.info("--encoder_impl=auto: the TF Hub layer, as %s %s.", handles.encoder, reason)
+    warn_native_fallback(handles, reason)
   return load_hub_encoder(handles, trainable)
 
 
