@@ -89,7 +89,7 @@ def main(argv):
   # Padded lengths of the training batches, picked from these lengths by 'auto'; [] without bucketing.
   bucket_boundaries, bucket_reason = bertclf_flags.resolve_bucket_boundaries(
       train_data.lengths, dict(bertclf_flags.flag_values(), bucket_boundaries=wanted["bucket_boundaries"][0]),
-      checkpointing.num_workers(strategy))
+      checkpointing.num_workers(strategy), source=wanted["bucket_boundaries"][1])
   sources = {name: source for name, (_, source) in wanted.items()}
   why = fast_path.notes(resolved, bucket_reason, sources, saved)  # {flag: reason}, into config.json
   logging.info("%s", fast_path.summary(resolved, bucket_boundaries, why, sources, machine))

@@ -313,17 +313,22 @@ def profile_steps():
 AUTO_BUCKETS_MIN_SAVING = 0.15
 
 
-def resolve_bucket_boundaries(lengths, values=None, num_workers=1):
+def resolve_bucket_boundaries(lengths, values=None, num_workers=1, source=None):
   """(boundaries as ints, what they pad) for a split with these token lengths [N], from --bucket_boundaries (FLAGS
   or a {flag: value} mapping): the given ones; with 'auto' the --num_buckets that pad these lengths least, or []
   when they save less than AUTO_BUCKETS_MIN_SAVING of the padded positions. [] means no bucketing.
 
   Training on several workers has no buckets: with per-step shapes, MultiWorkerMirroredStrategy's all-gather of
   the embedding gradient's slices fails ("Shape mismatch in the collective instance", two workers on one host,
-  TensorFlow 2.20), so 'auto' resolves to none there and given boundaries are refused."""
+  TensorFlow 2.20), so 'auto' resolves to none there and given boundaries are refused. source="config.json":
+  the boundaries are those a run being continued trained with (its data order depends on them)."""
   v = values or {name: FLAGS[name].value for name in ("bucket_boundaries", "num_buckets", "seq_length")}
   T = v["seq_length"]  # pylint: disable=invalid-name
   if num_workers > 1:
+    if v["bucket_boundaries"] not in ([], ["auto"]) and source == "config.json":
+      raise errors.UserError(f"--model_dir: this run trained with length buckets ({','.join(v['bucket_boundaries'])}, "
+                             f"config.json), which do not run on {num_workers} workers and set its data order; "
+                             "continue it on one worker, or start a new --model_dir.")
     if v["bucket_boundaries"] not in ([], ["auto"]):
       raise errors.UserError(f"--bucket_boundaries={','.join(v['bucket_boundaries'])}: length bucketing does not "
                              f"run on {num_workers} workers (their all-reduce needs the same shapes every step); "

@@ -91,6 +91,11 @@ def test_several_workers_train_without_buckets():
   with pytest.raises(errors.UserError, match="--bucket_boundaries=16,32: .* 2 workers"):
     bertclf_flags.resolve_bucket_boundaries(
         lengths, dict(bucket_boundaries=["16", "32"], num_buckets=16, seq_length=64), num_workers=2)
+  # A one-worker run with buckets continued on two: the error points at the run, not at a flag nobody gave.
+  with pytest.raises(errors.UserError, match="--model_dir: this run trained with length buckets .*continue it on one"):
+    bertclf_flags.resolve_bucket_boundaries(
+        lengths, dict(bucket_boundaries=["16", "32"], num_buckets=16, seq_length=64), num_workers=2,
+        source="config.json")
 
 
 def test_mean_padded_length():
