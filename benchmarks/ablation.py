@@ -2,6 +2,7 @@
 
   python benchmarks/ablation.py --configs=tutorial,hub_fp32,native_fp32,native_bf16,native_fp32_buckets,fast \
       --seeds=0,1,2,3,4 --out=docs/benchmarks/ablation
+  python benchmarks/ablation.py --configs=tutorial_paired,hub_fp32,fast --paired_baseline=tutorial_paired ...
 
 Every configuration trains on the same first --train_examples demo tweets (one epoch, 10% warmup) once per seed
 (the seed sets the head's init, dropout and the data order) and is scored on the same --validation_examples.
@@ -34,9 +35,12 @@ FLAGS = flags.FLAGS
 NATIVE = ["--encoder_impl=native"]
 BUCKETS = ["--bucket_boundaries=auto", "--num_buckets=16"]
 UNBUCKETED = ["--bucket_boundaries="]
-# Name → (description, train.py flags). None: the tutorial's Keras model and fit (throughput.tutorial_fit).
+# Name → (description, train.py flags). None: the tutorial's Keras model and fit (throughput.tutorial_fit);
+# PAIRED: the same, with train.py's data order and head init for the seed (tutorial_fit(paired=True)).
+PAIRED = ["<tutorial_fit paired>"]
 CONFIGS = {
     "tutorial": ("Keras fit, Hub preprocessing + encoder in the model, fp32", None),
+    "tutorial_paired": ("the tutorial with train.py's data order and head init for the seed", PAIRED),
     "hub_fp32": ("train.py, Hub encoder, fp32, fixed length", ["--encoder_impl=hub", "--dtype=fp32"] + UNBUCKETED),
     "native_fp32": ("train.py, native encoder, fp32, fixed length", NATIVE + ["--dtype=fp32"] + UNBUCKETED),
     "native_bf16": ("train.py, native encoder, bf16, fixed length", NATIVE + ["--dtype=bf16"] + UNBUCKETED),
@@ -73,6 +77,12 @@ def run_one(flags_, handles, train, val, class_names, paths, steps, workdir, see
   if flags_ is None:
     _, seconds, accuracy = throughput.tutorial_fit(handles, train.texts, train.labels, len(class_names), steps,
                                                    val, seed)
+  elif flags_ == PAIRED:
+    # train.py's training list: the subset file as train.py loads it (load_text_data's defaults are train.py's
+    # data flag defaults: the split seed permutes the file order).
+    listed = data.load_text_data(paths["train"], validation_file=paths["validation"]).train
+    _, seconds, accuracy = throughput.tutorial_fit(handles, listed.texts, listed.labels, len(class_names), steps,
+                                                   val, seed, paired=True)
   else:
     _, seconds, accuracy = throughput.run_train(flags_, paths, steps, workdir, seed)
   return {"seed": seed, "validation_accuracy": float(accuracy), "train_seconds": float(seconds)}
@@ -83,9 +93,10 @@ def summarise(report):
 
   Against --baseline (the tutorial): Welch's unpaired test. The tutorial's Keras fit draws its data order, head
   init and dropout from other code than train.py, so its seed s shares nothing with train.py's seed s.
-  Against --paired_baseline (a train.py configuration): the paired t-test over seeds, since train.py's seed
-  gives every configuration the same head init and dropout masks (and, without buckets, the same data order),
-  so seed-to-seed luck cancels in the per-seed difference.
+  Against --paired_baseline (a train.py configuration or tutorial_paired): the paired t-test over seeds, since
+  train.py's seed gives every configuration the same head init and dropout masks (and, without buckets, the
+  same data order), so seed-to-seed luck cancels in the per-seed difference; tutorial_paired shares the head
+  init and data order (not dropout).
   """
   configs = report["configs"]
   for name, entry in configs.items():
@@ -96,7 +107,7 @@ def summarise(report):
       entry["vs_baseline"] = stats.unpaired_seed_test(base, entry["summary"]["values"])
     paired = {r["seed"]: r["validation_accuracy"] for r in configs.get(FLAGS.paired_baseline, {}).get("runs", [])}
     shared = [r for r in entry["runs"] if r["seed"] in paired]
-    if name != FLAGS.paired_baseline and entry["flags"] is not None and len(shared) >= 2:
+    if name != FLAGS.paired_baseline and entry["flags"] is not None and len(shared) >= 2:  # not 'tutorial'
       vs = stats.paired_seed_test([paired[r["seed"]] for r in shared], [r["validation_accuracy"] for r in shared])
       vs.update(seeds=[r["seed"] for r in shared], standard_error=vs["std"] / np.sqrt(vs["n"]))
       entry["vs_paired_baseline"] = vs

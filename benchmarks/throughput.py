@@ -50,6 +50,7 @@ from bertclf.demo import demo_data
 from bertclf import distribute
 from bertclf import encoders
 from bertclf import flags as bertclf_flags
+from bertclf.swaps import heads
 from bertclf.tools import flops
 from bertclf import pipeline
 from bertclf import run_config
@@ -184,22 +185,39 @@ class _WindowTimer(tf_keras.callbacks.Callback):
       self.times.append(time.perf_counter())
 
 
-def tutorial_fit(handles, texts, labels, num_classes, steps, val=None, seed=0):
-  """The tutorial's model and fit; returns (per-window examples/s, total fit seconds, validation accuracy)."""
+def tutorial_fit(handles, texts, labels, num_classes, steps, val=None, seed=0, paired=False):
+  """The tutorial's model and fit; returns (per-window examples/s, total fit seconds, validation accuracy).
+
+  paired=True: texts/labels must be train.py's training list (as data.load_text_data returns it), and fit then
+  sees train.py's data order for `seed` (pipeline.epoch_permutation, one pass) and starts its head from
+  train.py's init for `seed` (heads.dense_head: the same Dropout + Dense, Glorot seeded), so its seed s can be
+  compared with train.py's seed s paired. Only dropout's random stream (and the clip norm, see
+  docs/BENCHMARKS.md) still differ.
+  """
   tf_keras.backend.clear_session()  # a fresh graph each call: rounds build the model again
   tf_keras.mixed_precision.set_global_policy("float32")
-  tf_keras.utils.set_random_seed(seed)  # the head's init and dropout
+  tf_keras.utils.set_random_seed(seed)  # dropout, and the head's init unless paired
   preprocess = hub.load(handles.preprocess)
   text_input = tf_keras.layers.Input(shape=(), dtype=tf.string, name="text")
   tokens = hub.KerasLayer(preprocess.tokenize, name="tokenize")(text_input)
   encoder_inputs = hub.KerasLayer(preprocess.bert_pack_inputs, arguments=dict(seq_length=FLAGS.seq_length),
                                   name="pack")([tokens])
   outputs = hub.KerasLayer(handles.encoder, trainable=True, name="encoder")(encoder_inputs)
-  net = tf_keras.layers.Dropout(0.1)(outputs["pooled_output"])
-  model = tf_keras.Model(text_input, tf_keras.layers.Dense(num_classes, name="classifier")(net))
+  if paired:
+    logits = heads.dense_head(outputs["pooled_output"], num_classes, 0.1, seed)  # [B, num_classes]
+  else:
+    logits = tf_keras.layers.Dense(num_classes, name="classifier")(
+        tf_keras.layers.Dropout(0.1)(outputs["pooled_output"]))
+  model = tf_keras.Model(text_input, logits)
   model.compile(optimizer=optimization.create_optimizer(FLAGS.learning_rate, steps, int(0.1 * steps)),
                 loss=tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
-  ds = tf.data.Dataset.from_tensor_slices((texts, labels)).shuffle(len(texts), seed=seed).repeat()
+  if paired:
+    if steps > pipeline.steps_per_epoch(len(texts), FLAGS.batch_size):
+      raise ValueError(f"paired: {steps} steps are more than one epoch of {len(texts)} examples.")
+    order = pipeline.epoch_permutation(len(texts), FLAGS.batch_size, seed, 0).numpy()  # train.py's epoch 0
+    ds = tf.data.Dataset.from_tensor_slices((np.asarray(texts, dtype=object)[order], np.asarray(labels)[order]))
+  else:
+    ds = tf.data.Dataset.from_tensor_slices((texts, labels)).shuffle(len(texts), seed=seed).repeat()
   ds = ds.batch(FLAGS.batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
   timer = _WindowTimer(FLAGS.window_steps)
   start = time.perf_counter()

@@ -169,6 +169,19 @@ def steps_per_epoch(num_examples, global_batch_size):
   return num_examples // global_batch_size
 
 
+def _epoch_seed(seed, epoch):
+  return tf.stack([tf.cast(seed, tf.int64), tf.cast(epoch, tf.int64)])
+
+
+def epoch_permutation(n, global_batch_size, seed, epoch):
+  """The training order of one epoch without buckets: [steps_per_epoch * G] example indices, a stateless
+  shuffle of range(n) keyed by (seed, epoch), the incomplete last batch's examples left out. With buckets,
+  train_dataset_fn regroups this permutation by length within pools."""
+  spe = steps_per_epoch(n, global_batch_size)
+  return tf.random.experimental.stateless_shuffle(
+      tf.range(n, dtype=tf.int32), seed=_epoch_seed(seed, epoch))[:spe * global_batch_size]
+
+
 def train_dataset_fn(data, global_batch_size, seed, start_step=0, bucket_boundaries=None, pool_batches=50):
   """dataset_fn for `distribute_datasets_from_function`: endless training batches from global step start_step.
 
@@ -187,8 +200,8 @@ def train_dataset_fn(data, global_batch_size, seed, start_step=0, bucket_boundar
   seq_length = data.features["input_word_ids"].shape[1]
 
   def epoch_batches(epoch):  # → dataset of this epoch's global batches, in order
-    epoch_seed = tf.stack([tf.cast(seed, tf.int64), epoch])
-    perm = tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int32), seed=epoch_seed)[:spe * G]
+    epoch_seed = _epoch_seed(seed, epoch)
+    perm = epoch_permutation(n, G, seed, epoch)  # [spe * G]
     if bucket_boundaries:
       pool = tf.range(spe * G) // (pool_batches * G)  # [spe * G]
       key = pool * (seq_length + 1) + tf.gather(lengths, perm)  # sort by pool, then by length

@@ -62,6 +62,9 @@ def test_each_epoch_is_a_permutation_and_depends_on_the_seed(tokenized):
   epoch1 = [row_index[r.tobytes()] for b in batches[spe:] for r in b[0]]
   assert len(set(epoch0)) == len(epoch0) == 320 and len(set(epoch1)) == 320  # every example once per epoch
   assert epoch0 != epoch1  # a new order each epoch
+  # epoch_permutation is this order (benchmarks/ablation.py's paired tutorial reads train.py's order from it)
+  assert epoch0 == pipeline.epoch_permutation(len(tok), 32, 3, 0).numpy().tolist()
+  assert epoch1 == pipeline.epoch_permutation(len(tok), 32, 3, 1).numpy().tolist()
   other_seed = _global_batches(strategy, pipeline.train_dataset_fn(tok, 32, seed=4), 1)
   assert not np.array_equal(other_seed[0][0], batches[0][0])
 
