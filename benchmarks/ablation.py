@@ -7,8 +7,9 @@
 Every configuration trains on the same first --train_examples demo tweets (one epoch, 10% warmup) once per seed
 (the seed sets the head's init, dropout and the data order) and is scored on the same --validation_examples.
 The seeds are fixed before the run. Reported per configuration: mean ± std over seeds and the per-seed values;
-against the tutorial: the mean per-seed (paired) difference, its standard error and a paired t-test
-(bertclf/stats.py). Results are written after every run, and a rerun with the same --out skips the
+against --baseline (the tutorial): the difference of the means, its standard error and Welch's test; against
+--paired_baseline (a train.py configuration, or tutorial_paired: the tutorial's fit on train.py's data order and
+head init): the mean per-seed difference, its standard error and a paired t-test (bertclf/stats.py). Results are written after every run, and a rerun with the same --out skips the
 (configuration, seed) pairs already there, so a long ablation can be stopped and continued.
 """
 import os
