@@ -9,8 +9,9 @@ Every configuration trains on the same first --train_examples demo tweets (one e
 The seeds are fixed before the run. Reported per configuration: mean ± std over seeds and the per-seed values;
 against --baseline (the tutorial): the difference of the means, its standard error and Welch's test; against
 --paired_baseline (a train.py configuration, or tutorial_paired: the tutorial's fit on train.py's data order and
-head init): the mean per-seed difference, its standard error and a paired t-test (bertclf/stats.py). Results are written after every run, and a rerun with the same --out skips the
-(configuration, seed) pairs already there, so a long ablation can be stopped and continued.
+head init): the mean per-seed difference, its standard error and a paired t-test (bertclf/stats.py). Results
+are written after every run, and a rerun with the same --out skips the (configuration, seed) pairs already
+there, so a long ablation can be stopped and continued.
 """
 import os
 import sys

@@ -325,14 +325,14 @@ def resolve_bucket_boundaries(lengths, values=None, num_workers=1, source=None):
   v = values or {name: FLAGS[name].value for name in ("bucket_boundaries", "num_buckets", "seq_length")}
   T = v["seq_length"]  # pylint: disable=invalid-name
   if num_workers > 1:
-    if v["bucket_boundaries"] not in ([], ["auto"]) and source == "config.json":
-      raise errors.UserError(f"--model_dir: this run trained with length buckets ({','.join(v['bucket_boundaries'])}, "
-                             f"config.json), which do not run on {num_workers} workers and set its data order; "
-                             "continue it on one worker, or start a new --model_dir.")
-    if v["bucket_boundaries"] not in ([], ["auto"]):
-      raise errors.UserError(f"--bucket_boundaries={','.join(v['bucket_boundaries'])}: length bucketing does not "
-                             f"run on {num_workers} workers (their all-reduce needs the same shapes every step); "
-                             "leave --bucket_boundaries unset or empty.")
+    given = ",".join(v["bucket_boundaries"])
+    if given not in ("", "auto"):
+      raise errors.UserError(
+          f"--model_dir: this run trained with length buckets ({given}, config.json), which do not run on "
+          f"{num_workers} workers and set its data order; continue it on one worker, or start a new --model_dir."
+          if source == "config.json" else
+          f"--bucket_boundaries={given}: length bucketing does not run on {num_workers} workers (their all-reduce "
+          "needs the same shapes every step); leave --bucket_boundaries unset or empty.")
     return [], f"{num_workers} workers: every batch padded to {T}"
   if v["bucket_boundaries"] != ["auto"]:
     bounds = [int(x) for x in v["bucket_boundaries"]]
