@@ -78,6 +78,9 @@ class TextData:
   class_names: list[str]
   source: str
   report: list[str]
+  # {split: {other split: examples whose text (stripped) is also in that split}} for validation and test: what
+  # the splits share after --drop_duplicates, recorded in splits.json.
+  overlap: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
 
 
 def load_text_data(dataset: str = "imdb", *, cache_dir: str = "~/.cache/bertclf",
@@ -86,7 +89,8 @@ def load_text_data(dataset: str = "imdb", *, cache_dir: str = "~/.cache/bertclf"
                    class_names: list[str] | None = None,
                    encoding: str = "utf-8", encoding_errors: str = "strict",
                    validation_fraction: float = 0.2, test_fraction: float = 0.0,
-                   drop_duplicates: bool = False, seed: int = 42, tsv_quoting: bool = False) -> TextData:
+                   drop_duplicates: bool = False, allow_split_overlap: bool = False, seed: int = 42,
+                   tsv_quoting: bool = False) -> TextData:
   """Loads a labelled text dataset (see the module docstring for how splits are made).
 
   Args:
@@ -111,7 +115,11 @@ def load_text_data(dataset: str = "imdb", *, cache_dir: str = "~/.cache/bertclf"
       folder or file; 0 means no test split unless the source has one.
     drop_duplicates: drop texts (compared after stripping whitespace) seen earlier in the training
       source, keeping the first, and drop from separate validation/test sources every text that is in
-      the training source. Happens before splitting. Duplicates are counted in the report either way.
+      the training source, and from a separate test source every text in the separate validation source.
+      Happens before splitting. Duplicates are counted in the report either way.
+    allow_split_overlap: keep validation/test examples of a separate source (a file, or a validation/ or
+      test/ folder) that are also in the training source, or test examples also in a separate validation
+      source, with a warning. Without it (or drop_duplicates) such examples are an error.
     seed: seed of the split permutation.
     tsv_quoting: read .tsv files with CSV-style double quotes (a quoted field may hold tabs and line
       breaks). Off by default: a TSV field is read literally, so one stray quote cannot merge rows.
@@ -126,8 +134,8 @@ def load_text_data(dataset: str = "imdb", *, cache_dir: str = "~/.cache/bertclf"
   _check_options(class_names, encoding, encoding_errors, validation_fraction, test_fraction)
   opts = _Options(class_names=list(class_names) if class_names else None, encoding=encoding,
                   errors=encoding_errors, validation_fraction=validation_fraction,
-                  test_fraction=test_fraction, drop_duplicates=drop_duplicates, seed=seed,
-                  tsv_quoting=tsv_quoting)
+                  test_fraction=test_fraction, drop_duplicates=drop_duplicates,
+                  allow_split_overlap=allow_split_overlap, seed=seed, tsv_quoting=tsv_quoting)
   if dataset == "imdb":
     _no_split_files(dataset, validation_file, test_file)
     root = _fetch_imdb(os.path.expanduser(cache_dir), report)
@@ -155,6 +163,7 @@ class _Options:
   drop_duplicates: bool
   seed: int
   tsv_quoting: bool = False
+  allow_split_overlap: bool = False
 
 
 @dataclasses.dataclass
@@ -717,16 +726,55 @@ def _duplicates(part, drop, report):
   return part.take(keep) if drop else part
 
 
-def _overlap(part, train_keys, drop, report):
-  """Counts (and with `drop` removes) texts of a separate split that are in the training source."""
-  keep = [i for i, text in enumerate(part.texts) if text.strip() not in train_keys]
-  n = len(part.texts) - len(keep)
-  if drop and n:
-    report.append(f"{part.name}: dropped {n} texts that are also in the training source")
-    return part.take(keep)
-  report.append(f"{part.name}: {n} texts are also in the training source"
-                + (" (kept, pass --drop_duplicates to drop them)" if n else ""))
+def _at(part, i):
+  """Where example i of `part` is, for a message: its file, or its file and line."""
+  where = part.where[i]
+  return f"{part.origin}, {where}" if where.startswith("line ") else where
+
+
+def _first_keys(part):
+  """{stripped text: index of its first example} of `part`."""
+  keys = {}
+  for i, text in enumerate(part.texts):
+    keys.setdefault(text.strip(), i)
+  return keys
+
+
+def _overlap(part, other, opts, report):
+  """Refuses, drops (--drop_duplicates) or keeps with a warning (--allow_split_overlap) the examples of `part`, a
+  separate validation/test source, whose text is in `other` (the training source, or a separate validation
+  source). Returns the part that is kept."""
+  other_keys = _first_keys(other)
+  hits = [i for i, text in enumerate(part.texts) if text.strip() in other_keys]
+  source = "training" if other.name == "train" else other.name
+  if not hits:
+    report.append(f"{part.name}: no texts are also in the {source} source")
+    return part
+  if opts.drop_duplicates:
+    report.append(f"{part.name}: dropped {len(hits)} texts that are also in the {source} source")
+    hit = set(hits)
+    return part.take([i for i in range(len(part.texts)) if i not in hit])
+  first = hits[0]
+  same = _at(other, other_keys[part.texts[first].strip()])
+  what = (f"{part.origin}: {len(hits)} of the {len(part.texts)} {part.name} examples are also in the {source} "
+          f"data {other.origin} (first: {_at(part, first)}, same text as {same})")
+  if not opts.allow_split_overlap:
+    raise DataError(f"{what}; scores on them overstate how the model does on unseen text. Pass --drop_duplicates "
+                    "to drop them, or --allow_split_overlap to keep them knowingly.")
+  report.append(f"WARNING: {what}; kept (--allow_split_overlap)")
+  _log.warning("%s; kept (--allow_split_overlap)", what)
   return part
+
+
+def _shared(splits):
+  """{split: {earlier split: how many of its examples have a text (stripped) in that split}} for validation/test."""
+  keys = {name: {text.strip() for text in part.texts} for name, part in splits.items()}
+  shared = {}
+  for name, others in (("validation", ("train",)), ("test", ("train", "validation"))):
+    if name in splits:
+      shared[name] = {other: sum(text.strip() in keys[other] for text in splits[name].texts)
+                      for other in others if other in splits}
+  return shared
 
 
 # A class this small next to the others is more likely a mistyped label than a class (reported, not refused).
@@ -768,12 +816,15 @@ def _assemble(pool, given, class_names, source, opts, report, tf_keras_split=Fal
                     f"data, but {given['test'].origin} already is one. Pass one or the other.")
   n_listed = len(pool.texts)
   pool = _duplicates(pool, opts.drop_duplicates, report)
-  train_keys = {text.strip() for text in pool.texts}
-  for name in given:
+  for name in ("validation", "test"):
+    if name not in given:
+      continue
     unused = " (--validation_fraction not used)" if name == "validation" else ""
     report.append(f"{name}: read from {given[name].origin}{unused}")
-    given[name] = _overlap(_duplicates(given[name], opts.drop_duplicates, report), train_keys,
-                           opts.drop_duplicates, report)
+    part = _overlap(_duplicates(given[name], opts.drop_duplicates, report), pool, opts, report)
+    if name == "test" and "validation" in given:  # the validation split chose the checkpoint
+      part = _overlap(part, given["validation"], opts, report)
+    given[name] = part
 
   n = len(pool.texts)
   order = np.random.RandomState(opts.seed).permutation(n)
@@ -827,4 +878,4 @@ def _assemble(pool, given, class_names, source, opts, report, tf_keras_split=Fal
     return Split(list(part.texts), np.asarray(part.labels, dtype=np.int32))
 
   return TextData(train=split("train"), validation=split("validation"), test=split("test"),
-                  class_names=list(class_names), source=source, report=report)
+                  class_names=list(class_names), source=source, report=report, overlap=_shared(splits))

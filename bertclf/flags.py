@@ -40,7 +40,13 @@ def define_data_flags():
   flags.DEFINE_float("validation_fraction", 0.2, "Fraction of train held out for validation when the source "
                      "has no validation split (the tutorial's 0.2 with seed 42).")
   flags.DEFINE_float("test_fraction", 0.0, "Fraction held out for test when the source has no test split.")
-  flags.DEFINE_bool("drop_duplicates", False, "Drop exact duplicate texts before splitting (count reported).")
+  flags.DEFINE_bool("drop_duplicates", False, "Drop exact duplicate texts before splitting (count reported), and "
+                    "validation/test examples of a separate file or folder that are also in training (test ones "
+                    "also in a separate validation split).")
+  flags.DEFINE_bool("allow_split_overlap", False, "Keep, with a warning, validation/test examples of a separate file "
+                    "or folder that are also in training (test ones also in a separate validation split); without "
+                    "it they are an error. For eval.py: score a split that shares examples with the run's "
+                    "training or validation split (counts in eval_<split>.json).")
   flags.DEFINE_bool("tsv_quoting", False, "Read .tsv files with CSV-style double quotes (a quoted field may hold "
                     "tabs and line breaks). Default: fields are read literally, every tab and line break delimits, "
                     "so a stray quote cannot merge rows.")
@@ -359,12 +365,13 @@ def data_kwargs(values=None):
               text_column=v["text_column"], label_column=v["label_column"], class_names=v["class_names"],
               encoding=v["encoding"], encoding_errors=v["encoding_errors"],
               validation_fraction=v["validation_fraction"], test_fraction=v["test_fraction"],
-              drop_duplicates=v["drop_duplicates"], seed=v["data_seed"], tsv_quoting=v["tsv_quoting"])
+              drop_duplicates=v["drop_duplicates"], allow_split_overlap=v["allow_split_overlap"],
+              seed=v["data_seed"], tsv_quoting=v["tsv_quoting"])
 
 
 _DATA_FLAGS = ("data_cache_dir", "validation_file", "test_file", "text_column", "label_column", "class_names",
                "encoding", "encoding_errors", "validation_fraction", "test_fraction", "drop_duplicates",
-               "data_seed", "tsv_quoting")
+               "allow_split_overlap", "data_seed", "tsv_quoting")
 
 
 def with_run_config(saved):

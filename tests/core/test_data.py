@@ -214,12 +214,10 @@ def test_duplicates_reported_and_dropped(tmp_path):
   path = write(str(tmp_path / "a.csv"),
                'text,label\nsame,a\n"  same \n",b\nother,b\nsame,a\nthird,a\nfourth,b\n')
   val = write(str(tmp_path / "v.csv"), "text,label\nother,b\nnew,a\nnewer,b\n")
-  kept = load_text_data(path, validation_file=val)
+  kept = load_text_data(path, validation_file=val, allow_split_overlap=True)
   assert len(kept.train) == 6 and len(kept.validation) == 3
   assert any("2 texts repeat an earlier one (1 of them with a label different" in line
              for line in kept.report)
-  assert "validation: 1 texts are also in the training source (kept, pass --drop_duplicates to drop " \
-         "them)" in kept.report
 
   dropped = load_text_data(path, validation_file=val, drop_duplicates=True)
   assert sorted(texts_labels(dropped.train, dropped.class_names)) == [
@@ -228,6 +226,86 @@ def test_duplicates_reported_and_dropped(tmp_path):
   assert any("dropped 2 duplicate texts, keeping the first occurrence; 1 of them" in line
              for line in dropped.report)
   assert "validation: dropped 1 texts that are also in the training source" in dropped.report
+  assert dropped.overlap == {"validation": {"train": 0}}
+
+
+# ----------------------------------------------------------------------------------------------------
+# Overlap between separate splits and training.
+
+
+def overlap_files(tmp_path):
+  train = write(str(tmp_path / "train.csv"), "text,label\n" + "".join(f"t{i},{'ab'[i % 2]}\n" for i in range(10)))
+  return train, write(str(tmp_path / "val.csv"), "text,label\nv0,a\n t3 ,b\nv1,b\nt4,a\n")
+
+
+def test_validation_file_equal_to_training_is_refused(tmp_path):
+  train, _ = overlap_files(tmp_path)
+  assert error(dataset=train, validation_file=train) == (
+      f"{train}: 10 of the 10 validation examples are also in the training data {train} (first: {train}, line 2, "
+      f"same text as {train}, line 2); scores on them overstate how the model does on unseen text. Pass "
+      "--drop_duplicates to drop them, or --allow_split_overlap to keep them knowingly.")
+
+
+def test_overlapping_validation_file_is_refused_kept_with_warning_or_dropped(tmp_path, caplog):
+  train, val = overlap_files(tmp_path)
+  message = error(dataset=train, validation_file=val)
+  assert message.startswith(f"{val}: 2 of the 4 validation examples are also in the training data {train} (first: "
+                            f"{val}, line 3, same text as {train}, line 5)")
+  assert "--drop_duplicates" in message and "--allow_split_overlap" in message and "\n" not in message
+
+  kept = load_text_data(train, validation_file=val, allow_split_overlap=True)
+  assert kept.validation.texts == ["v0", " t3 ", "v1", "t4"]
+  assert kept.overlap == {"validation": {"train": 2}}
+  warning = [line for line in kept.report if line.startswith("WARNING: ")]
+  assert warning == [f"WARNING: {message.split(';')[0]}; kept (--allow_split_overlap)"]
+  assert any(r.levelname == "WARNING" and "2 of the 4 validation examples" in r.getMessage() for r in caplog.records)
+
+  dropped = load_text_data(train, validation_file=val, drop_duplicates=True)
+  assert dropped.validation.texts == ["v0", "v1"] and dropped.overlap == {"validation": {"train": 0}}
+  assert "validation: dropped 2 texts that are also in the training source" in dropped.report
+
+
+def test_overlapping_test_file_is_refused_against_training_and_validation(tmp_path):
+  train, val = overlap_files(tmp_path)
+  test = write(str(tmp_path / "test.csv"), "text,label\nt9,b\nx0,a\nx1,b\n")
+  message = error(dataset=train, test_file=test)
+  assert message.startswith(f"{test}: 1 of the 3 test examples are also in the training data {train} (first: "
+                            f"{test}, line 2, same text as {train}, line 11)")
+  clean_val = write(str(tmp_path / "clean_val.csv"), "text,label\nv0,a\nv1,b\nx1,b\n")
+  clean_test = write(str(tmp_path / "clean_test.csv"), "text,label\nx0,a\nx1,b\nx2,b\n")
+  message = error(dataset=train, validation_file=clean_val, test_file=clean_test)
+  assert message.startswith(f"{clean_test}: 1 of the 3 test examples are also in the validation data {clean_val} "
+                            f"(first: {clean_test}, line 3, same text as {clean_val}, line 4)")
+  assert "--allow_split_overlap" in message
+
+  kept = load_text_data(train, validation_file=clean_val, test_file=clean_test, allow_split_overlap=True)
+  assert kept.overlap == {"validation": {"train": 0}, "test": {"train": 0, "validation": 1}}
+  dropped = load_text_data(train, validation_file=val, test_file=write(
+      str(tmp_path / "t2.csv"), "text,label\nt9,b\nv0,a\nx1,b\nx2,a\n"), drop_duplicates=True)
+  assert dropped.test.texts == ["x1", "x2"]
+  assert dropped.overlap == {"validation": {"train": 0}, "test": {"train": 0, "validation": 0}}
+  assert "test: dropped 1 texts that are also in the validation source" in dropped.report
+
+
+def test_overlapping_validation_and_test_folders_are_refused(tmp_path):
+  root = make_folder(tmp_path / "ds", {"train": {"neg": ["bad", "awful"], "pos": ["good", "great"]},
+                                       "validation": {"neg": ["poor"], "pos": ["fine"]},
+                                       "test": {"neg": ["dull", "poor"], "pos": ["great"]}})
+  message = error(dataset=root)
+  test_dir = os.path.join(root, "test")
+  assert message.startswith(
+      f"{test_dir}: 1 of the 3 test examples are also in the training data {os.path.join(root, 'train')} (first: "
+      f"{os.path.join(test_dir, 'pos', '00.txt')}, same text as {os.path.join(root, 'train', 'pos', '01.txt')})")
+  kept = load_text_data(root, allow_split_overlap=True)
+  assert kept.overlap == {"validation": {"train": 0}, "test": {"train": 1, "validation": 1}}
+  assert sum(line.startswith(f"WARNING: {test_dir}: 1 of the 3 test examples") for line in kept.report) == 2
+
+
+def test_fractions_record_overlap_from_duplicates_without_error(tmp_path):
+  path = write(str(tmp_path / "a.csv"), "text,label\n" + "".join(f"t{i % 5},{'ab'[i % 5 % 2]}\n" for i in range(20)))
+  got = load_text_data(path, validation_fraction=0.5)  # every text 4 times: the halves share texts
+  assert got.overlap["validation"]["train"] > 0
+  assert load_text_data(path, validation_fraction=0.5, drop_duplicates=True).overlap == {"validation": {"train": 0}}
 
 
 def test_replace_decodes_and_reports(tmp_path):
