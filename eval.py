@@ -137,7 +137,9 @@ def main(_):
   record_dir = FLAGS.model_dir if saved else os.path.dirname(os.path.normpath(FLAGS.export_dir))
   if split is None or len(split) == 0:
     raise errors.UserError(f"{text_data.source} has no {FLAGS.split} split. {_held_out_advice(record_dir)}")
-  splits.check_not_trained_on(record_dir, FLAGS.split, split, _held_out_advice(record_dir))
+  # How many of its examples the run trained or selected on (None: no splits.json to tell); into eval_<split>.json.
+  overlap = splits.check_not_trained_on(record_dir, FLAGS.split, split, _held_out_advice(record_dir),
+                                        allow=FLAGS.allow_split_overlap)
   expected_classes = saved["class_names"] if saved else None
   if expected_classes and text_data.class_names != expected_classes:
     raise errors.UserError(f"The data's classes {text_data.class_names} differ from the run's {expected_classes} "
@@ -153,7 +155,7 @@ def main(_):
                              f"{text_data.class_names}. Score it on data with the same classes.")
     metrics, probs = scorer.score(split)
     _report(out_dir, split, metrics, probs, step=None, source=FLAGS.export_dir, text_data=text_data,
-            encoder=(saved or {}).get("encoder_handle"))
+            encoder=(saved or {}).get("encoder_handle"), overlap=overlap)
     return
   scorer = CheckpointScorer(cfg, saved["class_names"])
   tokenized = scorer.tokenize(split)
@@ -161,7 +163,7 @@ def main(_):
     path = _checkpoint_path()
     step = scorer.restore(path)
     metrics, probs = scorer.score(tokenized)
-    _report(out_dir, split, metrics, probs, step, path, text_data, saved["encoder_handle"])
+    _report(out_dir, split, metrics, probs, step, path, text_data, saved["encoder_handle"], overlap)
     return
   for path in tf.train.checkpoints_iterator(FLAGS.model_dir, min_interval_secs=1, timeout=FLAGS.watch_timeout):
     try:
@@ -171,7 +173,7 @@ def main(_):
       # max_to_keep deleted it, or it is half-written: the next one will come.
       logging.warning("Skipping %s (deleted or still being written): %s", path, str(err).splitlines()[0])
       continue
-    _report(out_dir, split, metrics, probs, step, path, text_data, saved["encoder_handle"])
+    _report(out_dir, split, metrics, probs, step, path, text_data, saved["encoder_handle"], overlap)
     if step >= saved["total_steps"]:
       logging.info("Scored the final step %d; stopping.", step)
       return
@@ -222,11 +224,15 @@ def _checkpoint_path():
   return path
 
 
-def _report(out_dir, split, metrics, probs, step, source, text_data, encoder):
-  """Logs the metrics, writes eval_<split>.json, TensorBoard scalars at the checkpoint's step, and plots."""
+def _report(out_dir, split, metrics, probs, step, source, text_data, encoder, overlap):
+  """Logs the metrics, writes eval_<split>.json, TensorBoard scalars at the checkpoint's step, and plots.
+
+  overlap: {"train": n, "validation": m} examples of the split in the run's recorded splits, or None (unknown).
+  """
   name = f"eval_{FLAGS.split}"
   result = {"split": FLAGS.split, "step": step, "source": source, "encoder": encoder,
-            "data_source": text_data.source, "class_names": text_data.class_names, **metrics}
+            "data_source": text_data.source, "class_names": text_data.class_names,
+            "overlap_with_training": overlap, **metrics}
   logging.info("%s step %s: loss %.4f accuracy %.4f macro F1 %.4f on %d examples%s", name, step,
                metrics["loss"], metrics["accuracy"], metrics["macro_f1"], metrics["num_examples"],
                f" ROC AUC {metrics['roc_auc']:.4f}" if "roc_auc" in metrics else "")

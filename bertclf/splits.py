@@ -6,8 +6,12 @@ the train and validation splits, an 8-byte hash of each text (compared after str
 
   - a resumed run refuses data other than the run's (`check_same_data`), unless --resume_on_new_data;
   - eval.py refuses to score a split that shares examples with the run's training or validation split
-    (`check_not_trained_on`): a --test_fraction given only at eval time takes its "test" examples off the data
-    the run trained on, and a validation split chose the best checkpoint.
+    (`check_not_trained_on`), unless --allow_split_overlap: a --test_fraction given only at eval time takes its
+    "test" examples off the data the run trained on, and a validation split chose the best checkpoint. The
+    counts go into eval_<split>.json.
+
+It also records `overlap`: how many validation/test examples share a text with the train (and validation) split,
+as loaded (bertclf/data.py).
 """
 import hashlib
 import json
@@ -41,7 +45,8 @@ def fingerprints(text_data):
   """The record of a data.TextData: its source, classes and each split (example hashes for train/validation)."""
   return {"source": text_data.source, "class_names": list(text_data.class_names),
           "splits": {name: split_record(getattr(text_data, name), name != "test")
-                     for name in ("train", "validation", "test") if getattr(text_data, name) is not None}}
+                     for name in ("train", "validation", "test") if getattr(text_data, name) is not None},
+          "overlap": text_data.overlap}
 
 
 def _examples(record, name):
@@ -89,27 +94,36 @@ def check_same_data(model_dir, record, allow_new_data=False):
   return merged
 
 
-def check_not_trained_on(model_dir, name, split, advice):
-  """Refuses (UserError) to score `split` (--split=name) if it shares examples with the run's training split or,
-  for a test split, its validation split; the run's own recorded split of that name passes as it is.
-  advice: what the user can score instead. Returns False (after a warning) when the run has no record."""
+def check_not_trained_on(model_dir, name, split, advice, allow=False):
+  """How many examples of `split` (--split=name) are in the run's recorded training and validation splits:
+  {"train": n, "validation": m}, or None (after a warning) when the run has no record.
+
+  Refuses (UserError) a split that shares examples with the run's training split or, for a test split, its
+  validation split, unless `allow` (--allow_split_overlap; then a warning). The train split, and the run's own
+  recorded split of that name, pass as they are (loading the run's data already applied the data rules), with a
+  warning if they share examples. advice: what the user can score instead.
+  """
   saved = read(model_dir)
   if saved is None:
     logging.warning("%s has no %s, so it cannot be checked that the %s split holds no example the run trained on.",
                     model_dir, SPLITS_FILE, name)
-    return False
-  if name == "train" or saved["splits"].get(name, {}).get("fingerprint") == split_record(split, False)["fingerprint"]:
-    return True
+    return None
   keys = [_key(t) for t in split.texts]
-  against = ("train", "validation") if name == "test" else ("train",)
-  seen = {other: _examples(saved, other) for other in against}
-  overlaps = {other: sum(k in seen[other] for k in keys) for other in against}
+  seen = {other: _examples(saved, other) for other in ("train", "validation")}
+  counts = {other: sum(k in seen[other] for k in keys) for other in seen}
+  against = {"train": (), "validation": ("train",), "test": ("train", "validation")}[name]
+  shared = {other: counts[other] for other in against if counts[other]}
+  if not shared:
+    return counts
   total = sum(any(k in seen[other] for other in against) for k in keys)
-  if any(overlaps.values()):
-    counts = ", ".join(f"{n} in its {other} split" for other, n in overlaps.items() if n)
-    chose = ", which chose the best checkpoint" if overlaps.get("validation") else ""
-    raise errors.UserError(
-        f"--split={name}: {total} of its {len(keys)} examples are ones the run trained on or "
-        f"selected by ({counts}{chose}; recorded in {os.path.join(model_dir, SPLITS_FILE)}); scoring them would "
-        f"overstate how the model does on unseen text. {advice}")
-  return True
+  listed = ", ".join(f"{n} in its {other} split" for other, n in shared.items())
+  chose = ", which chose the best checkpoint" if shared.get("validation") else ""
+  what = (f"--split={name}: {total} of its {len(keys)} examples are ones the run trained on or selected by "
+          f"({listed}{chose}; recorded in {os.path.join(model_dir, SPLITS_FILE)})")
+  recorded = saved["splits"].get(name, {}).get("fingerprint") == split_record(split, False)["fingerprint"]
+  if recorded or allow:
+    logging.warning("%s; scored anyway (%s), the counts go into eval_%s.json.", what,
+                    "--allow_split_overlap" if allow and not recorded else "the run's own split", name)
+    return counts
+  raise errors.UserError(f"{what}; scoring them would overstate how the model does on unseen text. {advice} To "
+                         "score them knowingly, pass --allow_split_overlap.")

@@ -54,18 +54,37 @@ def test_resume_on_other_data_is_refused_unless_asked(tmp_path):
   assert merged["earlier_sources"] == [first["source"]]
 
 
-def test_overlapping_split_is_refused_and_the_recorded_one_passes(tmp_path):
+def test_overlapping_split_is_refused_unless_allowed_and_counted(tmp_path):
   path = write_csv(tmp_path / "a.csv", 20)
   run = data.load_text_data(path, seed=1)
   model_dir = str(tmp_path / "run")
   splits.write(model_dir, splits.fingerprints(run))
-  assert splits.check_not_trained_on(model_dir, "validation", run.validation, "advice")
-  leaky = data.load_text_data(path, seed=1, test_fraction=0.2)  # the route: --test_fraction at eval time
-  with pytest.raises(errors.UserError, match=r"--split=test: 4 of its 4 examples .*advice$"):
+  assert splits.check_not_trained_on(model_dir, "validation", run.validation, "advice") == {"train": 0,
+                                                                                           "validation": 4}
+  assert splits.check_not_trained_on(model_dir, "train", run.train, "advice") == {"train": 16, "validation": 0}
+  leaky = data.load_text_data(path, seed=1, test_fraction=0.2)  # --test_fraction given only at eval time
+  with pytest.raises(errors.UserError) as refused:
     splits.check_not_trained_on(model_dir, "test", leaky.test, "advice")
+  counts = splits.check_not_trained_on(model_dir, "test", leaky.test, "advice", allow=True)
+  assert sum(counts.values()) == 4 and set(counts) == {"train", "validation"}
+  listed = ", ".join(f"{n} in its {other} split" for other, n in counts.items() if n)
+  assert str(refused.value) == (
+      f"--split=test: 4 of its 4 examples are ones the run trained on or selected by ({listed}"
+      + (", which chose the best checkpoint" if counts["validation"] else "")
+      + f"; recorded in {os.path.join(model_dir, splits.SPLITS_FILE)}); scoring them would overstate how the model "
+      "does on unseen text. advice To score them knowingly, pass --allow_split_overlap.")
   unseen = data.load_text_data(path, seed=1, test_file=write_csv(tmp_path / "t.csv", 6, offset=50))
-  assert splits.check_not_trained_on(model_dir, "test", unseen.test, "advice")
-  assert not splits.check_not_trained_on(str(tmp_path / "no_record"), "test", unseen.test, "advice")
+  assert splits.check_not_trained_on(model_dir, "test", unseen.test, "advice") == {"train": 0, "validation": 0}
+  assert splits.check_not_trained_on(str(tmp_path / "no_record"), "test", unseen.test, "advice") is None
+
+
+def test_splits_json_records_the_overlap_the_data_kept(tmp_path):
+  path = write_csv(tmp_path / "a.csv", 20)
+  test = write_csv(tmp_path / "t.csv", 6, offset=17)  # 3 of its texts are training or validation texts
+  kept = data.load_text_data(path, seed=1, test_file=test, allow_split_overlap=True)
+  record = splits.fingerprints(kept)
+  assert record["overlap"]["validation"] == {"train": 0}
+  assert sum(record["overlap"]["test"].values()) == 3
 
 
 def test_train_records_splits_eval_refuses_test_fraction_and_resume_refuses_other_data(tmp_path, tiny_hub):
@@ -75,10 +94,20 @@ def test_train_records_splits_eval_refuses_test_fraction_and_resume_refuses_othe
     assert json.load(f)["splits"]["train"]["num_examples"] == 32
   with pytest.raises(errors.UserError, match="has no test split. The run held out no test split.*--test_file"):
     run_eval(model_dir=run, plots=False)
-  with pytest.raises(errors.UserError, match="--split=test: 8 of its 8 examples .*The run held out no test split"):
+  with pytest.raises(errors.UserError, match="--split=test: 8 of its 8 examples .*The run held out no test split.*"
+                     "pass --allow_split_overlap.$"):
     run_eval(model_dir=run, plots=False, test_fraction=0.2)
+  run_eval(model_dir=run, plots=False, test_fraction=0.2, allow_split_overlap=True)
+  with open(os.path.join(run, "eval_test.json")) as f:
+    overlap = json.load(f)["overlap_with_training"]
+    assert sum(overlap.values()) == 8 and set(overlap) == {"train", "validation"}
   run_eval(model_dir=run, plots=False, test_file=write_csv(tmp_path / "t.csv", 10, offset=100))
   with open(os.path.join(run, "eval_test.json")) as f:
-    assert json.load(f)["num_examples"] == 10
+    result = json.load(f)
+    assert result["num_examples"] == 10 and result["overlap_with_training"] == {"train": 0, "validation": 0}
   with pytest.raises(errors.UserError, match="trained on other data"):
     run_train(tmp_path / "run", tiny_hub, write_csv(tmp_path / "b.csv", 40, offset=200), train_steps=4, batch_size=8)
+  os.remove(os.path.join(run, splits.SPLITS_FILE))  # a run without a record: the overlap is unknown
+  run_eval(model_dir=run, plots=False, test_file=write_csv(tmp_path / "t.csv", 10, offset=100))
+  with open(os.path.join(run, "eval_test.json")) as f:
+    assert json.load(f)["overlap_with_training"] is None
