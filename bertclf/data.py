@@ -8,17 +8,18 @@ Splitting, when a split has to be taken off the training data, is the same for e
 
   1. The training examples are listed in source order: rows in file order, or for a folder the files in
      the order `tf_keras.utils.text_dataset_from_directory` lists them (class folders sorted by name, then
-     each class folder walked with its folder paths sorted and its file names sorted).
+     each class folder walked with its folder paths sorted and its file names sorted). A symlink is followed
+     only if it stays inside its class folder, and each real folder and file is listed once, at its first path.
   2. They are permuted with `numpy.random.RandomState(seed).permutation(n)`, which is the shuffle
      `text_dataset_from_directory` applies to its file list (`RandomState(seed).shuffle`).
   3. If a test split is needed, the last `int(test_fraction * n)` examples become the test split.
   4. If a validation split is needed, the last `int(validation_fraction * m)` of the remaining `m` become
      the validation split; the rest, still in permuted order, is the training split.
 
-So for a folder with no `validation/` folder and `test_fraction=0`, train and validation hold the same
-files in the same order as `text_dataset_from_directory(dir/train, validation_split=validation_fraction,
-subset="training"/"validation", seed=seed, shuffle=True)` before its per-epoch shuffle: the split of the
-TensorFlow "Classify text with BERT" tutorial (0.2, seed 42). Splits read from their own folder or file
+So for a folder with no `validation/` folder, no file or folder reached twice and `test_fraction=0`, train and
+validation hold the same files in the same order as `text_dataset_from_directory(dir/train,
+validation_split=validation_fraction, subset="training"/"validation", seed=seed, shuffle=True)` before its
+per-epoch shuffle: the split of the TensorFlow "Classify text with BERT" tutorial (0.2, seed 42). Splits read from their own folder or file
 keep source order. The training split is always in permuted order, even when nothing is taken off it.
 """
 
@@ -27,6 +28,7 @@ import collections
 import contextvars
 import csv
 import dataclasses
+import heapq
 import http.client
 import io
 import json
@@ -346,30 +348,69 @@ def _subfolders(directory):
   return [n for n in names if not n.startswith(".") and os.path.isdir(os.path.join(directory, n))]
 
 
-def _txt_files(class_dir):
+def _inside(path, folder):
+  """Whether real path `path` is `folder` or lies under it."""
+  return path == folder or path.startswith(os.path.join(folder, ""))
+
+
+def _txt_files(class_dir, report):
   """(the .txt files under `class_dir` in the order tf_keras' `index_subdirectory` lists them, the other
-  files there, which are not examples)."""
+  files there, which are not examples, whether a symlinked folder was skipped).
+
+  Symlinks are followed only within the class folder's real path: one leading out of it would label the files
+  there with this class (another class's files, or a loop through `..`), so it is an error. Each real folder is
+  walked once, at its first path in sorted order, so a link to a folder already listed (a loop) adds nothing.
+  """
   # tf_keras walks with tf.io.gfile.walk (which enters every subfolder), sorts the walk by folder path
-  # and each folder's file names, and keeps names ending in .txt in any case.
-  walked = []
-  stack = [class_dir]
-  while stack:
-    top = stack.pop()
+  # and each folder's file names, and keeps names ending in .txt in any case. Popping folders smallest path
+  # first visits them in that sorted order (a subfolder's path sorts after its parent's).
+  class_real = os.path.realpath(class_dir)
+  walked, walked_real, aliases = [], {}, []
+  heap = [class_dir]
+  while heap:
+    top = heapq.heappop(heap)
+    real = os.path.realpath(top)
+    if real in walked_real:
+      aliases.append(f"{top} -> {walked_real[real]}")
+      continue
+    walked_real[real] = top
     try:
-      names = os.listdir(top)
+      names = sorted(os.listdir(top))
     except OSError as e:
       raise DataError(f"Cannot list {top}: {e}.") from e
     files = []
     for name in names:
       full = os.path.join(top, name)
+      # A broken link labels nothing; reading it fails with its path.
+      if os.path.islink(full) and os.path.exists(full) and not _inside(os.path.realpath(full), class_real):
+        raise DataError(f"{full}: a symlink to {os.path.realpath(full)}, outside its class folder {class_dir}; "
+                        f"what it leads to would be labelled '{os.path.basename(class_dir)}'. Copy the files into "
+                        "the class folder or remove the link (to keep a class's files elsewhere, make the class "
+                        "folder itself the symlink).")
       if os.path.isdir(full):
-        stack.append(full)
+        heapq.heappush(heap, full)
       else:
         files.append(name)
     walked.append((top, files))
+  if aliases:
+    report.append(f"{class_dir}: skipped {len(aliases)} symlinked folders that lead to a folder already listed "
+                  f"(first: {aliases[0]})")
   listed = [os.path.join(top, name) for top, files in sorted(walked, key=lambda w: w[0]) for name in sorted(files)]
   return ([f for f in listed if f.lower().endswith(".txt")],
-          [f for f in listed if not f.lower().endswith(".txt")])
+          [f for f in listed if not f.lower().endswith(".txt")], bool(aliases))
+
+
+def _check_class_folders(split_dir, class_names):
+  """Refuses class folders that are the same folder, or one inside another, through a symlink: their files would
+  be read once per class, with every label."""
+  real = {c: os.path.realpath(os.path.join(split_dir, c)) for c in class_names}
+  names = sorted(class_names)
+  for i, a in enumerate(names):
+    for b in names[i + 1:]:
+      if _inside(real[a], real[b]) or _inside(real[b], real[a]):
+        raise DataError(f"{os.path.join(split_dir, a)} and {os.path.join(split_dir, b)} lead to the same files "
+                        f"(real paths {real[a]} and {real[b]}), so each would be an example of both classes. Make "
+                        "each class folder (or the folder its symlink points to) hold only that class's files.")
 
 
 def _class_folders(split_dir, report):
@@ -381,17 +422,28 @@ def _class_folders(split_dir, report):
 
 
 def _read_split_folder(split_dir, name, class_names, opts, report):
+  """(the examples of a split folder, whether symlinks made them differ from what tf_keras would list)."""
   texts, labels, where, bad_files, n_files, skipped = [], [], [], 0, 0, []
+  _check_class_folders(split_dir, class_names)
+  reached = {}  # real path of each file read -> the path it was read at
+  twice = []  # (path, the path the same file was read at): a symlink to a file of the same class
+  aliased = False
   # Folders in sorted order whatever the class order, as text_dataset_from_directory lists them.
   for class_name in sorted(class_names):
     label = class_names.index(class_name)
     class_dir = os.path.join(split_dir, class_name)
-    paths, others = _txt_files(class_dir)
+    paths, others, skipped_links = _txt_files(class_dir, report)
     skipped += others
+    aliased |= skipped_links
     if not paths:
       raise DataError(f"{class_dir}: no .txt files in class folder '{class_name}'. Add its examples as "
                       "<name>.txt files, or remove the folder if it is not a class.")
     for path in paths:
+      real = os.path.realpath(path)
+      if real in reached:  # within this class folder: the checks above refuse links out of it
+        twice.append((path, reached[real]))
+        continue
+      reached[real] = path
       text, bad_lines = _decode(_read_bytes(path), path, opts)
       n_files += 1
       bad_files += bool(bad_lines)
@@ -401,6 +453,9 @@ def _read_split_folder(split_dir, name, class_names, opts, report):
       texts.append(text)
       labels.append(label)
       where.append(path)
+  if twice:
+    report.append(f"{split_dir}: read {len(twice)} files once that are reached twice through a symlink (first: "
+                  f"{twice[0][0]}, the same file as {twice[0][1]})")
   if skipped:
     # Only *.txt files are examples (as in tf_keras); say what else was there, in case it was meant to count.
     report.append(f"{split_dir}: skipped {len(skipped)} files not ending in .txt (first: {skipped[0]}); "
@@ -408,7 +463,7 @@ def _read_split_folder(split_dir, name, class_names, opts, report):
   if bad_files:
     report.append(f"{split_dir}: {bad_files} of {n_files} files had bytes that are not "
                   f"{opts.encoding}; decoded with --encoding_errors={opts.errors}")
-  return _Part(name, texts, labels, split_dir, where)
+  return _Part(name, texts, labels, split_dir, where), aliased or bool(twice)
 
 
 def _load_folder(root, source, opts, report):
@@ -430,7 +485,7 @@ def _load_folder(root, source, opts, report):
   if len(class_names) < 2:
     raise DataError(f"{train_dir}: found class folders {class_names}, need at least 2 (one folder of "
                     "<name>.txt files per class). Check --dataset points at the dataset root.")
-  pool = _read_split_folder(train_dir, "train", class_names, opts, report)
+  pool, links_skipped = _read_split_folder(train_dir, "train", class_names, opts, report)
   given = {}
   for name in ("validation", "test"):
     split_dir = os.path.join(root, name)
@@ -441,10 +496,11 @@ def _load_folder(root, source, opts, report):
       raise DataError(f"{split_dir}: class folders {sorted(split_classes)} differ from the training "
                       f"classes {sorted(class_names)} in {train_dir}. Every split needs the same class "
                       "folders.")
-    given[name] = _read_split_folder(split_dir, name, class_names, opts, report)
-  # tf_keras would take an unsup/ folder as a class; without one its split is reproduced exactly.
+    given[name], _ = _read_split_folder(split_dir, name, class_names, opts, report)
+  # tf_keras would take an unsup/ folder as a class, and list the files of skipped symlinks; without either its
+  # split is reproduced exactly.
   return _assemble(pool, given, class_names, source, opts, report,
-                   tf_keras_split=not os.path.isdir(os.path.join(train_dir, _UNSUP)))
+                   tf_keras_split=not os.path.isdir(os.path.join(train_dir, _UNSUP)) and not links_skipped)
 
 
 # ----------------------------------------------------------------------------------------------------

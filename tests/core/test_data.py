@@ -133,6 +133,70 @@ def test_folder_ignores_unsup_and_reports_it(tmp_path):
   assert not any("text_dataset_from_directory" in line for line in got.report)
 
 
+def symlink_root(tmp_path):
+  return make_folder(tmp_path / "ds", {"train": {"neg": ["n1", "n2", "n3"], "pos": ["p1", "p2", "p3"]}})
+
+
+def test_symlink_loop_out_of_the_class_folder_is_refused(tmp_path):
+  root = symlink_root(tmp_path)
+  train = os.path.join(root, "train")
+  link = os.path.join(train, "pos", "loop")
+  os.symlink("..", link)  # would reach neg/ through pos/, and pos/loop/pos/loop/... forever
+  assert error(dataset=root) == (
+      f"{link}: a symlink to {os.path.realpath(train)}, outside its class folder {os.path.join(train, 'pos')}; what "
+      "it leads to would be labelled 'pos'. Copy the files into the class folder or remove the link (to keep a "
+      "class's files elsewhere, make the class folder itself the symlink).")
+
+
+def test_symlinked_file_out_of_the_class_folder_is_refused(tmp_path):
+  root = symlink_root(tmp_path)
+  link = os.path.join(root, "train", "pos", "stolen.txt")
+  target = os.path.join(root, "train", "neg", "00.txt")
+  os.symlink(target, link)
+  message = error(dataset=root)
+  assert message.startswith(f"{link}: a symlink to {os.path.realpath(target)}, outside its class folder "
+                            f"{os.path.join(root, 'train', 'pos')}; what it leads to would be labelled 'pos'.")
+
+
+def test_class_folder_symlinked_to_another_class_is_refused(tmp_path):
+  root = make_folder(tmp_path / "ds", {"train": {"neg": ["n1", "n2"]}, "validation": {"neg": ["v"], "pos": ["w"]}})
+  train = os.path.join(root, "train")
+  os.symlink("neg", os.path.join(train, "pos"))
+  real_neg = os.path.realpath(os.path.join(train, "neg"))
+  assert error(dataset=root) == (
+      f"{os.path.join(train, 'neg')} and {os.path.join(train, 'pos')} lead to the same files (real paths {real_neg} "
+      f"and {real_neg}), so each would be an example of both classes. Make each class folder (or the folder its "
+      "symlink points to) hold only that class's files.")
+
+
+def test_symlinks_within_the_class_folder_are_followed_once(tmp_path):
+  root = symlink_root(tmp_path)
+  pos = os.path.join(root, "train", "pos")
+  write(os.path.join(pos, "sub", "p4.txt"), "p4")
+  os.symlink("..", os.path.join(pos, "sub", "up"))  # a loop inside pos/: walked once
+  os.symlink("sub", os.path.join(pos, "alias"))  # the same folder again
+  os.symlink("00.txt", os.path.join(pos, "again.txt"))  # the same file again
+  got = load_text_data(root, validation_fraction=0.25)
+  texts = sorted(got.train.texts + got.validation.texts)
+  assert texts == ["n1", "n2", "n3", "p1", "p2", "p3", "p4"]
+  train = os.path.join(root, "train")
+  # alias/ sorts before sub/, so sub/'s files are listed under alias/ and alias/up is the first loop back to pos/.
+  assert f"{pos}: skipped 2 symlinked folders that lead to a folder already listed (first: " \
+         f"{os.path.join(pos, 'alias', 'up')} -> {pos})" in got.report
+  assert not any("text_dataset_from_directory" in line for line in got.report)  # it would list them otherwise
+  assert f"{train}: read 1 files once that are reached twice through a symlink (first: " \
+         f"{os.path.join(pos, 'again.txt')}, the same file as {os.path.join(pos, '00.txt')})" in got.report
+
+
+def test_class_folder_symlinked_elsewhere_is_read(tmp_path):
+  elsewhere = make_folder(tmp_path / "store", {"x": {"pos": ["p1", "p2"]}})
+  root = make_folder(tmp_path / "ds", {"train": {"neg": ["n1", "n2"]}})
+  os.symlink(os.path.join(elsewhere, "x", "pos"), os.path.join(root, "train", "pos"))
+  got = load_text_data(root, validation_fraction=0.5)
+  assert sorted(texts_labels(got.train, got.class_names) + texts_labels(got.validation, got.class_names)) == [
+      ("n1", "neg"), ("n2", "neg"), ("p1", "pos"), ("p2", "pos")]
+
+
 # ----------------------------------------------------------------------------------------------------
 # CSV, TSV, JSONL.
 
