@@ -19,8 +19,9 @@ Splitting, when a split has to be taken off the training data, is the same for e
 So for a folder with no `validation/` folder, no file or folder reached twice and `test_fraction=0`, train and
 validation hold the same files in the same order as `text_dataset_from_directory(dir/train,
 validation_split=validation_fraction, subset="training"/"validation", seed=seed, shuffle=True)` before its
-per-epoch shuffle: the split of the TensorFlow "Classify text with BERT" tutorial (0.2, seed 42). Splits read from their own folder or file
-keep source order. The training split is always in permuted order, even when nothing is taken off it.
+per-epoch shuffle: the split of the TensorFlow "Classify text with BERT" tutorial (0.2, seed 42). Splits read
+from their own folder or file keep source order. The training split is always in permuted order, even when nothing
+is taken off it.
 """
 
 import codecs
