@@ -392,7 +392,8 @@ def test_replace_decodes_and_reports(tmp_path):
 # IMDB download.
 
 
-def tiny_imdb_tar():
+def tiny_imdb_tar(shared_text=None):
+  """aclImdb's layout, 5 reviews per class and split; shared_text: also the text of one train and one test review."""
   buf = io.BytesIO()
   with tarfile.open(fileobj=buf, mode="w:gz") as tar:
     files = {"aclImdb/README": "readme", "aclImdb/train/urls_pos.txt": "http://x",
@@ -401,6 +402,8 @@ def tiny_imdb_tar():
       for cls in ("neg", "pos"):
         for i in range(5):
           files[f"aclImdb/{split}/{cls}/{i}_{i + 1}.txt"] = f"{split} {cls} {i}<br /><br />end"
+    if shared_text:
+      files["aclImdb/train/pos/0_1.txt"] = files["aclImdb/test/pos/0_1.txt"] = shared_text
     for name, text in files.items():
       content = text.encode()
       info = tarfile.TarInfo(name)
@@ -434,6 +437,20 @@ def test_imdb_download_extracts_and_loads(tmp_path, monkeypatch):
   monkeypatch.setattr(data, "_urlopen", lambda *a, **k: pytest.fail("downloaded again"))
   again = load_text_data("imdb", cache_dir=str(cache))
   assert again.train.texts == got.train.texts
+
+
+def test_imdb_test_split_shared_with_train_is_kept_with_a_warning(tmp_path, monkeypatch):
+  """aclImdb's test split is the published benchmark: a text it shares with train/ is kept, warned about and
+  counted (refused for a user's own test/ folder); --drop_duplicates drops it."""
+  archive = tiny_imdb_tar(shared_text="the same review in both splits")
+  monkeypatch.setattr(data, "_urlopen", lambda url, timeout: io.BytesIO(archive))
+  got = load_text_data("imdb", cache_dir=str(tmp_path / "cache"))
+  assert len(got.test) == 10 and "the same review in both splits" in got.test.texts
+  warning = [line for line in got.report if line.startswith("WARNING")]
+  assert len(warning) == 1 and "1 of the 10 test examples" in warning[0], got.report
+  assert "aclImdb's published test split" in warning[0]
+  dropped = load_text_data("imdb", cache_dir=str(tmp_path / "cache"), drop_duplicates=True)
+  assert len(dropped.test) == 9 and "the same review in both splits" not in dropped.test.texts
 
 
 @pytest.mark.parametrize("exc", [urllib.error.URLError("[Errno -3] Temporary failure in name resolution"),
