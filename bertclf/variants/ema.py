@@ -31,6 +31,12 @@ from official.modeling.optimization import ema_optimizer
 from tensorflow.python.trackable import trackable_utils  # the checkpoint's key escaping, for eval.py's reads
 
 from bertclf import errors
+from bertclf.swaps import registry
+
+registry.variant_flag(
+    "ema_decay", 0.999, "--weights_for_eval=ema: decay d of the bias-corrected moving average of the weights "
+    "(bertclf/variants/ema.py); it spans about 1/(1-d) steps.", requires=("weights_for_eval", "ema"),
+    check=lambda v: 0.0 <= v < 1.0, message="--ema_decay must be in [0, 1).")
 
 PREFIX = "eval_weights/ema_"  # checkpoint keys of the state
 
