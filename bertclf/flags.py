@@ -147,14 +147,26 @@ def define_train_flags():
   flags.DEFINE_float("learning_rate", 3e-5, "Peak learning rate (the tutorial's 3e-5).")
   flags.DEFINE_float("warmup_fraction", 0.1, "Linear warmup over this fraction of the steps.")
   flags.DEFINE_enum("optimizer", "adamw", list(optim.OPTIMIZERS), "official.nlp.optimization optimizer.")
-  flags.DEFINE_enum("optimizer_wrapper", "none", list(optim.WRAPPERS),
-                    "An optimizer around --optimizer's that changes how its updates apply (bertclf/swaps/optim.py); "
-                    "under fp16 the loss scaling wraps it.")
+  flags.DEFINE_string("optimizer_wrapper", "none", "Optimizers around --optimizer's that change how its updates "
+                      f"apply ({', '.join(optim.WRAPPERS)}; bertclf/swaps/optim.py). Several, comma-separated, chain "
+                      "in the order given, the first innermost: agc,lookahead is Lookahead(AGC(optimizer)). Under "
+                      "fp16 the loss scaling wraps them all.")
+  flags.DEFINE_float("clip_norm", optim.CLIP_NORM, "Clip the all-reduced gradient to this global L2 norm before the "
+                     "update (official BERT's 1.0); 0: no clipping.")
+  flags.DEFINE_enum("export_weights", "best", ["best", "final"], "What <model_dir>/export holds: best = the "
+                    "checkpoint with the best validation score (its --weights_for_eval weights), final = the "
+                    "--weights_for_eval weights at the last step (e.g. the SWA average of the whole run).")
+  flags.register_validator(
+      "optimizer_wrapper", lambda v: all(n in optim.WRAPPERS for n in v.split(",")) and
+      len(v.split(",")) == len(set(v.split(","))) and ("none" not in v.split(",") or v == "none"),
+      message="--optimizer_wrapper must be 'none' or distinct entries of "
+      f"{', '.join(n for n in optim.WRAPPERS if n != 'none')}, comma-separated (e.g. agc,lookahead).")
+  flags.register_validator("clip_norm", lambda v: v >= 0.0, message="--clip_norm must be >= 0 (0: no clipping).")
   flags.DEFINE_enum("step", "default", list(steps.STEPS), "Train-step variant (bertclf/swaps/steps.py).")
   flags.DEFINE_enum("weights_for_eval", "raw", list(eval_weights.WEIGHTS_FOR_EVAL),
                     "The weights that validation, the best checkpoint and the export use: raw = the trained ones, "
-                    "ema = their moving average (bertclf/swaps/eval_weights.py). eval.py: default what the "
-                    "checkpoint's run used; raw scores the trained weights.")
+                    "ema = their moving average, swa = the mean of late snapshots (bertclf/swaps/eval_weights.py). "
+                    "eval.py: default what the checkpoint's run used; raw scores the trained weights.")
   flags.DEFINE_enum("freeze", "none", list(freezing.FREEZE), "Variables kept frozen (bertclf/variants/freezing.py).")
   flags.DEFINE_integer("seed", 0, "Seed of the weights' init, dropout and the shuffle order.")
   flags.DEFINE_integer("steps_per_loop", 10, "Train steps per tf.function call (less host overhead).")

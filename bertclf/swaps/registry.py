@@ -11,7 +11,7 @@ Every declared setting then
   * is in the run's config.json and TensorBoard's config (`flags.flag_values()`),
   * reaches the table entries in their `options` dict (`flags.step_options()`),
   * is refused at a non-default value unless its entry is chosen: `requires=(swap-point flag, entry or entries)`
-    (`--swa_every=5` without `--weights_for_eval=swa` is an error, not a no-op). For a list flag
+    (`--swa_every=5` without `--weights_for_eval=swa` is an error, not a no-op). For a comma-separated flag
     (`--optimizer_wrapper=a,b`) the entry must be one of the listed ones.
 The default of a setting must leave its variant off or be the one its entry uses (it is the "neutral" value the
 check above compares with). Cross-flag rules of a variant go through `variant_rule`.
@@ -43,7 +43,8 @@ _SETTINGS = {}  # name -> Setting, in declaration order
 _RULES = []     # (flag names, fn(dict) -> bool, message)
 
 
-def variant_flag(name, default, help, requires=None, check=None, message=None, kind=None, **kwargs):  # pylint: disable=redefined-builtin
+def variant_flag(name, default, help, requires=None, check=None,  # pylint: disable=redefined-builtin
+                 message=None, kind=None, **kwargs):
   """Declares the setting `--name` of a variant (see the module docstring). `kind` defaults to the type of
   `default` (give it for a None default or an enum); kwargs go to absl's DEFINE_* (e.g. enum_values)."""
   import inspect  # pylint: disable=g-import-not-at-top
@@ -73,7 +74,9 @@ def names():
 
 
 def _readers_chosen(value, entries):
-  values = value if isinstance(value, (list, tuple)) else [value]
+  """The owner flag's value names one of the entries; a list flag or a comma-separated one (--optimizer_wrapper)
+  may name several."""
+  values = value.split(",") if isinstance(value, str) else value if isinstance(value, (list, tuple)) else [value]
   return any(v in entries for v in values)
 
 

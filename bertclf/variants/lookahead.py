@@ -96,6 +96,7 @@ class Lookahead(optimizer_v2.OptimizerV2):
     return {"name": self._name, "sync_period": self.sync_period, "slow_step_size": self.slow_step_size}
 
 
-def wrap(optimizer, options):
+def wrap(optimizer, options, model=None):
   """The --optimizer_wrapper=lookahead entry."""
+  del model
   return Lookahead(optimizer, options.get("lookahead_steps", 5), options.get("lookahead_alpha", 0.5))
