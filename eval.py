@@ -65,7 +65,9 @@ class CheckpointScorer:
     the run validated that: bertclf/swaps/eval_weights.py); returns its training step."""
     tf.train.Checkpoint(model=self.model).restore(path).expect_partial().assert_existing_objects_matched()
     requested = FLAGS.weights_for_eval if FLAGS["weights_for_eval"].present else None
-    logging.info("Scoring the %s weights of %s.", eval_weights.load_for_eval(self.model, path, requested), path)
+    run_used = None if requested else self.cfg.get("weights_for_eval")  # config.json's, to refuse unknown entries
+    logging.info("Scoring the %s weights of %s.", eval_weights.load_for_eval(self.model, path, requested, run_used),
+                 path)
     return int(tf.train.load_checkpoint(path).get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE"))
 
   def tokenize(self, split):

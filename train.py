@@ -146,6 +146,7 @@ def main(argv):
     weights_for_eval = eval_weights.create(FLAGS.weights_for_eval, model,
                                            freezing.trainable_variables(model, FLAGS.freeze, variant_options),
                                            variant_options)
+  weights_for_eval.begin(total_steps)  # refuses settings that would do nothing in this run (e.g. SWA's start)
   checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step, best_val=best_val,
                                    recovery=recovery)
   writable = functools.partial(checkpointing.writable_dir, strategy)  # the chief's folders, or a private one
@@ -174,13 +175,17 @@ def main(argv):
     grads = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, grads)
     grads = optim.densify(grads)  # embedding slices → dense, so the norm counts repeated tokens right
     grad_norm = tf.linalg.global_norm(grads)  # of the global mean gradient, before clipping
-    grads, _ = tf.clip_by_global_norm(grads, optim.CLIP_NORM, use_norm=grad_norm)
+    if FLAGS.clip_norm:  # 0: no global clipping (e.g. with --optimizer_wrapper=agc)
+      grads, _ = tf.clip_by_global_norm(grads, FLAGS.clip_norm, use_norm=grad_norm)
     optimizer.apply_gradients(zip(grads, ctx.variables), experimental_aggregate_gradients=False)
-    weights_for_eval.update()  # e.g. the moving average takes in the new weights
+    weights_for_eval.update(step + 1)  # e.g. the moving average takes in the new weights of this step
     step.assign_add(1)
-    return {"loss": loss, "correct": correct, "grad_norm": grad_norm, **extras}
+    # The wrappers' and the entry's own scalars (AGC's clipped fraction, SWA's snapshots): the same on every replica.
+    return {"loss": loss, "correct": correct, "grad_norm": grad_norm, **extras, **optim.scalars(optimizer),
+            **weights_for_eval.scalars()}
 
-  outputs = ("loss", "correct", "grad_norm") + step_def.extras
+  replicated = optim.scalar_names(optimizer) + weights_for_eval.SCALARS  # the same on every replica: MEAN
+  outputs = ("loss", "correct", "grad_norm") + step_def.extras + replicated
 
   @tf.function
   def train_loop(iterator, num_steps):
@@ -188,8 +193,8 @@ def main(argv):
     arrays = [tf.TensorArray(tf.float32, size=num_steps) for _ in outputs]
     for i in tf.range(num_steps):
       per_replica = strategy.run(train_step, args=(next(iterator),))
-      # Replicas' shares add up; grad_norm is the same on every replica.
-      values = [strategy.reduce("MEAN" if k == "grad_norm" else "SUM", per_replica[k], axis=None)
+      # Replicas' shares add up; grad_norm and the entries' scalars are the same on every replica.
+      values = [strategy.reduce("MEAN" if k == "grad_norm" or k in replicated else "SUM", per_replica[k], axis=None)
                 for k in outputs]
       arrays = [a.write(i, tf.cast(v, tf.float32)) for a, v in zip(arrays, values)]
     return {k: a.stack() for k, a in zip(outputs, arrays)}
@@ -346,7 +351,10 @@ def main(argv):
   # ============================================================== Export: raw strings → probabilities
   if FLAGS.export and chief:
     weights_for_eval.assign_to_model()  # the export holds the --weights_for_eval weights (best/ holds them too)
-    if best_manager.latest_checkpoint:
+    if FLAGS.export_weights == "final":
+      logging.info("Exporting the --weights_for_eval=%s weights of the last step %d (--export_weights=final).",
+                   FLAGS.weights_for_eval, s)
+    elif best_manager.latest_checkpoint:
       tf.train.Checkpoint(model=model).restore(best_manager.latest_checkpoint).expect_partial()
       logging.info("Exporting the best checkpoint %s (validation accuracy %.4f).",
                    best_manager.latest_checkpoint, best_val.numpy()[0])

@@ -14,6 +14,7 @@ from bertclf.swaps import heads
 from bertclf.swaps import losses
 from bertclf.swaps import optim
 from bertclf import pipeline
+from bertclf.swaps import registry
 from bertclf.swaps import steps
 
 FLAGS = flags.FLAGS
@@ -146,14 +147,26 @@ def define_train_flags():
   flags.DEFINE_float("learning_rate", 3e-5, "Peak learning rate (the tutorial's 3e-5).")
   flags.DEFINE_float("warmup_fraction", 0.1, "Linear warmup over this fraction of the steps.")
   flags.DEFINE_enum("optimizer", "adamw", list(optim.OPTIMIZERS), "official.nlp.optimization optimizer.")
-  flags.DEFINE_enum("optimizer_wrapper", "none", list(optim.WRAPPERS),
-                    "An optimizer around --optimizer's that changes how its updates apply (bertclf/swaps/optim.py); "
-                    "under fp16 the loss scaling wraps it.")
+  flags.DEFINE_string("optimizer_wrapper", "none", "Optimizers around --optimizer's that change how its updates "
+                      f"apply ({', '.join(optim.WRAPPERS)}; bertclf/swaps/optim.py). Several, comma-separated, chain "
+                      "in the order given, the first innermost: agc,lookahead is Lookahead(AGC(optimizer)). Under "
+                      "fp16 the loss scaling wraps them all.")
+  flags.DEFINE_float("clip_norm", optim.CLIP_NORM, "Clip the all-reduced gradient to this global L2 norm before the "
+                     "update (official BERT's 1.0); 0: no clipping.")
+  flags.DEFINE_enum("export_weights", "best", ["best", "final"], "What <model_dir>/export holds: best = the "
+                    "checkpoint with the best validation score (its --weights_for_eval weights), final = the "
+                    "--weights_for_eval weights at the last step (e.g. the SWA average of the whole run).")
+  flags.register_validator(
+      "optimizer_wrapper", lambda v: all(n in optim.WRAPPERS for n in v.split(",")) and
+      len(v.split(",")) == len(set(v.split(","))) and ("none" not in v.split(",") or v == "none"),
+      message="--optimizer_wrapper must be 'none' or distinct entries of "
+      f"{', '.join(n for n in optim.WRAPPERS if n != 'none')}, comma-separated (e.g. agc,lookahead).")
+  flags.register_validator("clip_norm", lambda v: v >= 0.0, message="--clip_norm must be >= 0 (0: no clipping).")
   flags.DEFINE_enum("step", "default", list(steps.STEPS), "Train-step variant (bertclf/swaps/steps.py).")
   flags.DEFINE_enum("weights_for_eval", "raw", list(eval_weights.WEIGHTS_FOR_EVAL),
                     "The weights that validation, the best checkpoint and the export use: raw = the trained ones, "
-                    "ema = their moving average (bertclf/swaps/eval_weights.py). eval.py: default what the "
-                    "checkpoint's run used; raw scores the trained weights.")
+                    "ema = their moving average, swa = the mean of late snapshots (bertclf/swaps/eval_weights.py). "
+                    "eval.py: default what the checkpoint's run used; raw scores the trained weights.")
   flags.DEFINE_enum("freeze", "none", list(freezing.FREEZE), "Variables kept frozen (bertclf/variants/freezing.py).")
   flags.DEFINE_integer("seed", 0, "Seed of the weights' init, dropout and the shuffle order.")
   flags.DEFINE_integer("steps_per_loop", 10, "Train steps per tf.function call (less host overhead).")
@@ -210,69 +223,20 @@ def define_eval_flags():
 
 
 def define_variant_flags():
-  """Settings of the research variants (docs/VARIANTS.md). Each default leaves its variant off, and a non-default
-  value needs the --step/--optimizer/--freeze/--loss/--weights_for_eval/--optimizer_wrapper entry that reads it,
-  so no setting is silently ignored."""
-  flags.DEFINE_integer("grad_accum_steps", 1, "Split each replica's batch into this many micro-batches, run one "
-                       "after another, and make one update from their summed gradients: the update of "
-                       "--batch_size at the activation memory of --batch_size / grad_accum_steps. Any --step.")
-  flags.DEFINE_float("layer_decay", 1.0, "--optimizer=adamw_llrd: layer-wise learning-rate decay d (ELECTRA): "
-                     "the head and pooler get the learning rate lr, transformer layer l = 1..L gets lr*d^(L-l) (the "
-                     "top layer lr), the embeddings lr*d^L (bertclf/variants/llrd.py).")
-  flags.DEFINE_integer("freeze_layers", 0, "--freeze=embeddings_and_layers: also freeze transformer layers "
-                       "0 .. freeze_layers-1.")
-  flags.DEFINE_float("rdrop_alpha", 0.0, "--step=rdrop: weight alpha of the symmetric KL between two dropout "
-                     "passes (Liang et al. 2021, Eq. 3).")
-  flags.DEFINE_float("fgm_epsilon", 0.0, "--step=fgm: L2 norm of the adversarial perturbation of the word "
-                     "embedding table (Miyato et al. 2017).")
-  flags.DEFINE_float("label_smoothing", 0.0, "--loss=softmax_ce_smoothed: train against "
-                     "(1-e)*one_hot + e/num_classes.")
-  flags.DEFINE_float("sam_rho", 0.05, "--step=sam or sam_global: L2 norm rho of SAM's perturbation of the weights "
-                     "(Foret et al. 2021; bertclf/variants/sam.py).")
-  flags.DEFINE_float("ema_decay", 0.999, "--weights_for_eval=ema: decay d of the bias-corrected moving average of "
-                     "the weights (bertclf/variants/ema.py); it spans about 1/(1-d) steps.")
-  flags.DEFINE_integer("lookahead_steps", 5, "--optimizer_wrapper=lookahead: k, updates between slow-weight steps "
-                       "(Zhang et al. 2019; bertclf/variants/lookahead.py).")
-  flags.DEFINE_float("lookahead_alpha", 0.5, "--optimizer_wrapper=lookahead: alpha, the slow weights' step toward "
-                     "the fast ones.")
-  flags.register_validator("grad_accum_steps", lambda v: v >= 1, message="--grad_accum_steps must be >= 1.")
-  flags.register_validator("layer_decay", lambda v: 0.0 < v <= 1.0, message="--layer_decay must be in (0, 1].")
-  flags.register_validator("freeze_layers", lambda v: v >= 0, message="--freeze_layers must be >= 0.")
-  flags.register_validator("rdrop_alpha", lambda v: v >= 0.0, message="--rdrop_alpha must be >= 0.")
-  flags.register_validator("fgm_epsilon", lambda v: v >= 0.0, message="--fgm_epsilon must be >= 0.")
-  flags.register_validator("label_smoothing", lambda v: 0.0 <= v < 1.0,
-                           message="--label_smoothing must be in [0, 1).")
-  flags.register_validator("sam_rho", lambda v: v >= 0.0, message="--sam_rho must be >= 0.")
-  flags.register_validator("ema_decay", lambda v: 0.0 <= v < 1.0, message="--ema_decay must be in [0, 1).")
-  flags.register_validator("lookahead_steps", lambda v: v >= 1, message="--lookahead_steps must be >= 1.")
-  flags.register_validator("lookahead_alpha", lambda v: 0.0 < v <= 1.0,
-                           message="--lookahead_alpha must be in (0, 1].")
+  """Settings of the research variants (docs/VARIANTS.md), declared by each variant's own module with
+  `bertclf.swaps.registry.variant_flag` (imported through the swap tables above). Each default leaves its variant
+  off, and a non-default value needs the --step/--optimizer/--freeze/--loss/--weights_for_eval/--optimizer_wrapper
+  entry that reads it, so no setting is silently ignored."""
+  registry.define()
   flags.register_multi_flags_validator(
       ["jit_compile", "step"], lambda d: not (d["jit_compile"] and steps.STEPS[d["step"]].synchronised),
       message="--jit_compile compiles a per-replica step; a synchronised --step (sam_global, fgm_global) "
       "all-reduces between its passes, which a compiled step cannot: use --step=sam or fgm, or leave out "
       "--jit_compile.")
-  flags.register_multi_flags_validator(
-      ["grad_accum_steps", "batch_size"], lambda d: d["batch_size"] % d["grad_accum_steps"] == 0,
-      message="--grad_accum_steps must divide --batch_size (and each replica's share of it).")
-  for name, owner, entries in (("layer_decay", "optimizer", ("adamw_llrd",)),
-                               ("freeze_layers", "freeze", ("embeddings_and_layers",)),
-                               ("rdrop_alpha", "step", ("rdrop",)), ("fgm_epsilon", "step", ("fgm", "fgm_global")),
-                               ("label_smoothing", "loss", ("softmax_ce_smoothed",)),
-                               ("sam_rho", "step", ("sam", "sam_global")),
-                               ("ema_decay", "weights_for_eval", ("ema",)),
-                               ("lookahead_steps", "optimizer_wrapper", ("lookahead",)),
-                               ("lookahead_alpha", "optimizer_wrapper", ("lookahead",))):
-    neutral = FLAGS[name].default
-    readers = " or ".join(f"--{owner}={entry}" for entry in entries)
-    flags.register_multi_flags_validator(
-        [name, owner], lambda d, name=name, owner=owner, entries=entries, neutral=neutral:
-        d[name] == neutral or d[owner] in entries, message=f"--{name} is read by {readers} only.")
 
 
-# The settings above, and the --optimizer_wrapper entry (optim.create_optimizer reads it from the options).
-VARIANT_FLAGS = ("grad_accum_steps", "layer_decay", "freeze_layers", "rdrop_alpha", "fgm_epsilon",
-                 "label_smoothing", "sam_rho", "ema_decay", "lookahead_steps", "lookahead_alpha", "optimizer_wrapper")
+# The declared settings, and the --optimizer_wrapper entries (optim.create_optimizer reads them from the options).
+VARIANT_FLAGS = registry.names() + ("optimizer_wrapper",)
 
 
 def define_reliability_flags():
@@ -285,8 +249,9 @@ def define_reliability_flags():
 
 
 def step_options():
-  """Settings of the research variants (steps, freezing, optimizer, loss), from their flags: {name: value}."""
-  return {name: FLAGS[name].value for name in VARIANT_FLAGS}
+  """Settings of the research variants (every declared one, bertclf/swaps/registry.py), from their flags:
+  {name: value}; the options every table entry receives."""
+  return {name: FLAGS[name].value for name in registry.names() + ("optimizer_wrapper",)}
 
 
 def define_flags():
@@ -374,14 +339,19 @@ _DATA_FLAGS = ("data_cache_dir", "validation_file", "test_file", "text_column", 
                "allow_split_overlap", "data_seed", "tsv_quoting")
 
 
+def _own_flags():
+  """The flags defined here and the variants' declared settings (bertclf/swaps/registry.py)."""
+  return FLAGS.get_flags_for_module(__name__) + [FLAGS[name] for name in registry.names() if name in FLAGS]
+
+
 def with_run_config(saved):
   """Flag values for scoring a saved run: a flag given on the command line wins, else the run's config.json
   value, else the flag's default. Lets `eval.py --model_dir=DIR` score a run without repeating its flags."""
   saved = saved or {}
-  return {f.name: f.value if f.present or f.name not in saved else saved[f.name]
-          for f in FLAGS.get_flags_for_module(__name__)}
+  return {f.name: f.value if f.present or f.name not in saved else saved[f.name] for f in _own_flags()}
 
 
 def flag_values():
-  """{name: value} of every flag defined here: what a run used, for its config.json and TensorBoard."""
-  return {f.name: f.value for f in FLAGS.get_flags_for_module(__name__)}
+  """{name: value} of every flag defined here or declared by a variant: what a run used, for its config.json and
+  TensorBoard."""
+  return {f.name: f.value for f in _own_flags()}

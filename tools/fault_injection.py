@@ -3,16 +3,22 @@
   python tools/fault_injection.py --trials=20 --out=docs/benchmarks/fault_injection
   python tools/fault_injection.py --trials=20 --workers=2 --out=docs/benchmarks/fault_injection_workers
   python tools/fault_injection.py --trials=30 --replicas=2 --extra="--encoder_impl=native --dtype=bf16 \\
-      --bucket_boundaries=auto"          # counts crashes only: bf16 on CPU is not bit-reproducible
+      --bucket_boundaries=auto"
+  python tools/fault_injection.py --trials=10 --variant=swa    # the evaluation weights' state resumes too
 
-Each trial trains the tiny preset (generated reviews, a random 2-layer hidden-32 encoder rebuilt natively, so
-its dropout and the head's are bertclf's resumable masks; rates 0.1 and 0.3; fp32 and no buckets unless --extra
-gives --dtype or --bucket_boundaries) to --steps: it starts the run, sends kill -9 or SIGTERM (chosen at random) at a random moment, to the process or,
-with --workers=2, to one random worker of a multi_worker_mirrored pair on 127.0.0.1, then reruns the same
-command, up to --interrupts times (each at a random step), then lets it finish. Checkpoints come every --checkpoint_every steps, so
-many kills land during a save. The final checkpoint is compared with an uninterrupted run of the same command:
-"identical" means every model and optimizer tensor is equal bit for bit. Any exit that was not caused by the
-injected signal is counted as a crash (a segmentation fault is -11), with the last lines of its output kept.
+bf16 resumes bit for bit as well where it was measured (10 of 10 trials with 2 replicas and buckets on an
+AMX-BF16 Xeon: docs/benchmarks/fault_injection_bf16_buckets.md).
+
+Each trial trains the tiny preset (generated reviews, a random 2-layer hidden-32 encoder rebuilt natively, so its
+dropout and the head's are bertclf's resumable masks; rates 0.1 and 0.3; fp32 and no buckets unless --extra gives
+--dtype or --bucket_boundaries) to --steps: it starts the run, sends kill -9 or SIGTERM (chosen at random) at a
+random moment, to the process or, with --workers=2, to one random worker of a multi_worker_mirrored pair on
+127.0.0.1, then reruns the same command, up to --interrupts times (each at a random step), then lets it finish.
+Checkpoints come every --checkpoint_every steps, so many kills land during a save. --variant=ema or swa trains with
+that --weights_for_eval entry (its averages are then in every checkpoint). The final checkpoint is compared with an
+uninterrupted run of the same command: "identical" means every tensor of the checkpoint (model, optimizer, step,
+best validation score, recovery count, --weights_for_eval state) is equal bit for bit. Any exit that was not caused
+by the injected signal is counted as a crash (a segmentation fault is -11), with the last lines of its output kept.
 """
 import argparse
 import json
@@ -34,6 +40,11 @@ sys.path.insert(0, ROOT)
 from bertclf.tools import local_cluster  # noqa: E402  pylint: disable=g-import-not-at-top,wrong-import-position
 
 
+# --variant: the evaluation-weights entries whose state the comparison covers (averages in every checkpoint).
+VARIANTS = {"none": [], "ema": ["--weights_for_eval=ema", "--ema_decay=0.9"],
+            "swa": ["--weights_for_eval=swa", "--swa_start_fraction=0.25", "--swa_every=3"]}
+
+
 class Run:
   """One start of the command: 1 process, or 2 worker processes with their own TF_CONFIG."""
 
@@ -42,7 +53,7 @@ class Run:
              "--seq_length=24", "--batch_size=16", "--learning_rate=5e-3", f"--train_steps={args.steps}",
              "--steps_per_loop=1", "--log_every_steps=1", f"--checkpoint_every_steps={args.checkpoint_every}",
              "--dropout=0.3", "--encoder_impl=native", "--dtype=fp32", "--bucket_boundaries=", "--export=false",
-             f"--num_cpu_devices={args.replicas}"] + args.extra.split()  # --extra's flags come last and win
+             f"--num_cpu_devices={args.replicas}"] + VARIANTS[args.variant] + args.extra.split()  # --extra wins
     envs = [dict(os.environ)]
     if args.workers > 1:
       envs = [dict(os.environ, TF_CONFIG=c) for c in local_cluster.worker_tf_configs(args.workers)]
@@ -77,11 +88,12 @@ class Run:
 
 
 def _tensors(model_dir):
+  """Every tensor of the latest checkpoint but its save count and object graph (bookkeeping of the saves)."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   ckpt = tf.train.latest_checkpoint(model_dir)
   reader = tf.train.load_checkpoint(ckpt)
   return ckpt, {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()
-                if k.startswith(("model/", "optimizer/")) and "save_counter" not in k}
+                if "save_counter" not in k and k != "_CHECKPOINTABLE_OBJECT_GRAPH"}
 
 
 def trial(args, rng, model_dir):
@@ -129,6 +141,8 @@ def main():
   parser.add_argument("--steps", type=int, default=120)
   parser.add_argument("--checkpoint_every", type=int, default=5)
   parser.add_argument("--max_delay", type=float, default=0.05, help="seconds after the chosen step, at most")
+  parser.add_argument("--variant", default="none", choices=sorted(VARIANTS),
+                      help="train with this --weights_for_eval entry, so its state is checked too")
   parser.add_argument("--extra", default="", help="more train.py flags, e.g. '--dtype=bf16'")
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--work_dir", default="/tmp/bertclf_fault_injection")

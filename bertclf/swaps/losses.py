@@ -13,6 +13,13 @@ from typing import Callable
 import bertclf  # noqa: F401  (selects tf_keras before TensorFlow loads)
 import tensorflow as tf
 
+from bertclf.swaps import registry
+
+registry.variant_flag(
+    "label_smoothing", 0.0, "--loss=softmax_ce_smoothed: train against (1-e)*one_hot + e/num_classes.",
+    requires=("loss", "softmax_ce_smoothed"), check=lambda v: 0.0 <= v < 1.0,
+    message="--label_smoothing must be in [0, 1).")
+
 
 @dataclasses.dataclass(frozen=True)
 class Loss:

@@ -10,15 +10,21 @@ Weight decay skips LayerNorm and bias variables, as official's `create_optimizer
 
 OPTIMIZERS maps --optimizer to `fn(learning_rate, train_steps, warmup_steps, model, options) -> optimizer`;
 entries that give variables their own learning rates (adamw_llrd) read the model's variable names.
-WRAPPERS maps --optimizer_wrapper to `fn(optimizer, options) -> optimizer`: an optimizer around the entry's that
-changes how its updates are applied (Lookahead's slow weights). The order is fixed:
-  LossScaleOptimizer(WRAPPERS[--optimizer_wrapper](OPTIMIZERS[--optimizer](...)))   (fp16)
-            WRAPPERS[--optimizer_wrapper](OPTIMIZERS[--optimizer](...))             (fp32, bf16)
-The loss-scale wrapper is outermost, so the train step scales and unscales explicitly the same way with any
-wrapper, and a step it skips (non-finite gradients) reaches neither the wrapper nor the optimizer. A wrapper
-takes `experimental_aggregate_gradients` and passes it on (train.py all-reduces once and passes False), and
-exposes the wrapped optimizer as `inner_optimizer`, its `learning_rate` and `iterations`. Averages of the weights
-that only change what is evaluated (EMA) are not wrappers: see bertclf/swaps/eval_weights.py.
+WRAPPERS maps --optimizer_wrapper to `fn(optimizer, options, model) -> optimizer`: an optimizer around the entry's
+that changes how its updates are applied (Lookahead's slow weights, AGC's unit-wise clipping). Several chain in
+the order given, the first innermost: --optimizer_wrapper=a,b builds
+  LossScaleOptimizer(WRAPPERS[b](WRAPPERS[a](OPTIMIZERS[--optimizer](...))))   (fp16)
+            WRAPPERS[b](WRAPPERS[a](OPTIMIZERS[--optimizer](...)))             (fp32, bf16)
+so a sees the gradients last, just before the --optimizer entry. The loss-scale wrapper is outermost, so the train
+step scales and unscales explicitly the same way with any wrapper, and a step it skips (non-finite gradients)
+reaches neither the wrapper nor the optimizer. A wrapper takes `experimental_aggregate_gradients` and passes it on
+(train.py all-reduces once and passes False), and exposes the wrapped optimizer as `inner_optimizer`, its
+`learning_rate` and `iterations`. A wrapper with values worth plotting declares their names in `SCALARS` and
+returns them from `scalars()` (read in train_step after the update, the same on every replica); train.py logs them
+to TensorBoard. Averages of the weights that only
+change what is evaluated (EMA, SWA) are not wrappers: see bertclf/swaps/eval_weights.py.
+
+The global gradient norm clipping (--clip_norm) is train.py's, on the all-reduced gradient before the update.
 """
 import bertclf  # noqa: F401  (selects tf_keras before TensorFlow loads)
 import tensorflow as tf
@@ -26,6 +32,7 @@ import tf_keras
 
 from official.nlp import optimization
 
+from bertclf.variants import agc
 from bertclf.variants import llrd
 from bertclf.variants import lookahead
 
@@ -48,14 +55,22 @@ OPTIMIZERS = {
 }
 
 WRAPPERS = {
-    "none": lambda optimizer, options: optimizer,
+    "none": lambda optimizer, options, model: optimizer,
     "lookahead": lookahead.wrap,  # Lookahead: --lookahead_steps, --lookahead_alpha (bertclf/variants/lookahead.py)
+    "agc": agc.wrap,  # unit-wise adaptive gradient clipping: --agc_clip, --agc_eps (bertclf/variants/agc.py)
 }
 
-# Official's AdamW clips each replica's gradient before its implicit all-reduce. Our step all-reduces
-# explicitly (to log the true global norm), so it clips the all-reduced gradient to this norm instead; with one
-# replica the two are the same.
+# --clip_norm's default. Official's AdamW clips each replica's gradient to 1.0 before its implicit all-reduce. Our
+# step all-reduces explicitly (to log the true global norm), so it clips the all-reduced gradient instead; with
+# one replica the two are the same.
 CLIP_NORM = 1.0
+
+
+def wrapper_names(value):
+  """--optimizer_wrapper as a list of entries, innermost first ('none' and '' are no wrapper); a list or a
+  comma-separated string."""
+  names = value.split(",") if isinstance(value, str) else list(value)
+  return [n for n in names if n not in ("none", "")]
 
 
 def densify(grads):
@@ -74,11 +89,13 @@ def densify(grads):
 
 
 def create_optimizer(name, learning_rate, train_steps, warmup_steps, dtype, model=None, options=None):
-  """The --optimizer entry with its schedule, inside the --optimizer_wrapper entry (options["optimizer_wrapper"]),
-  inside fp16's loss scaling; `model` and `options` are for entries with per-variable rates and settings."""
+  """The --optimizer entry with its schedule, inside the --optimizer_wrapper entries (options["optimizer_wrapper"],
+  the first listed innermost), inside fp16's loss scaling; `model` and `options` are for entries with per-variable
+  rates and settings."""
   options = options or {}
   opt = OPTIMIZERS[name](learning_rate, train_steps, warmup_steps, model, options)
-  opt = WRAPPERS[options.get("optimizer_wrapper", "none")](opt, options)
+  for wrapper in wrapper_names(options.get("optimizer_wrapper", "none")):  # the first listed innermost
+    opt = WRAPPERS[wrapper](opt, options, model)
   if dtype == "fp16":
     opt = tf_keras.mixed_precision.LossScaleOptimizer(opt, dynamic=True)
   return opt
@@ -100,3 +117,20 @@ def applied_learning_rate(opt):
   inner = getattr(opt, "inner_optimizer", opt)
   lr = inner.learning_rate
   return lr(tf.maximum(inner.iterations - 1, 0)) if callable(lr) else lr
+
+
+def _chain(opt):
+  """The optimizer and every optimizer it wraps, outermost first."""
+  while opt is not None:
+    yield opt
+    opt = getattr(opt, "inner_optimizer", None)
+
+
+def scalar_names(opt):
+  """Names of the scalars the wrappers in `opt` log (their SCALARS), outermost first."""
+  return tuple(name for o in _chain(opt) for name in getattr(o, "SCALARS", ()))
+
+
+def scalars(opt):
+  """{name: scalar tensor} of every wrapper in `opt` with `scalars()`; call in replica context after the update."""
+  return {k: v for o in _chain(opt) if hasattr(o, "scalars") for k, v in o.scalars().items()}

@@ -27,6 +27,12 @@ import tensorflow as tf
 from bertclf import errors
 from bertclf.variants import grad_accum
 from bertclf.variants import passes
+from bertclf.swaps import registry
+
+registry.variant_flag(
+    "fgm_epsilon", 0.0, "--step=fgm: L2 norm of the adversarial perturbation of the word embedding table (Miyato "
+    "et al. 2017).", requires=("step", ("fgm", "fgm_global")), check=lambda v: v >= 0.0,
+    message="--fgm_epsilon must be >= 0.")
 
 EXTRAS = ("fgm_clean_loss", "fgm_adv_loss")
 TABLE = "word_embeddings/embeddings"

@@ -11,6 +11,11 @@ import bertclf  # noqa: F401  (selects tf_keras before TensorFlow loads)
 
 from bertclf.variants import layering
 from bertclf import errors
+from bertclf.swaps import registry
+
+registry.variant_flag(
+    "freeze_layers", 0, "--freeze=embeddings_and_layers: also freeze transformer layers 0 .. freeze_layers-1.",
+    requires=("freeze", "embeddings_and_layers"), check=lambda v: v >= 0, message="--freeze_layers must be >= 0.")
 
 
 def train_all(model, options):

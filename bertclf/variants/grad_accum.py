@@ -14,6 +14,14 @@ import tensorflow as tf
 
 from bertclf.swaps import dropout
 from bertclf import errors
+from bertclf.swaps import registry
+
+registry.variant_flag(
+    "grad_accum_steps", 1, "Split each replica's batch into this many micro-batches, run one after another, and "
+    "make one update from their summed gradients: the update of --batch_size at the activation memory of "
+    "--batch_size / grad_accum_steps. Any --step.", check=lambda v: v >= 1, message="--grad_accum_steps must be >= 1.")
+registry.variant_rule(["grad_accum_steps", "batch_size"], lambda d: d["batch_size"] % d["grad_accum_steps"] == 0,
+                      "--grad_accum_steps must divide --batch_size (and each replica's share of it).")
 
 
 def accumulate(fn, extras=()):

@@ -22,6 +22,13 @@ from official.nlp import optimization
 
 from bertclf.variants import layering
 from bertclf import errors
+from bertclf.swaps import registry
+
+registry.variant_flag(
+    "layer_decay", 1.0, "--optimizer=adamw_llrd: layer-wise learning-rate decay d (ELECTRA): the head and pooler "
+    "get the learning rate lr, transformer layer l = 1..L gets lr*d^(L-l) (the top layer lr), the embeddings lr*d^L "
+    "(bertclf/variants/llrd.py).", requires=("optimizer", "adamw_llrd"), check=lambda v: 0.0 < v <= 1.0,
+    message="--layer_decay must be in (0, 1].")
 
 
 def rate_multiplier(variables, decay):

@@ -19,6 +19,17 @@ import bertclf  # noqa: F401  (selects tf_keras before TensorFlow loads)
 import tensorflow as tf
 from tf_keras.src.optimizers.legacy import optimizer_v2
 
+from bertclf.swaps import registry
+
+registry.variant_flag(
+    "lookahead_steps", 5, "--optimizer_wrapper=lookahead: k, updates between slow-weight steps (Zhang et al. 2019; "
+    "bertclf/variants/lookahead.py).", requires=("optimizer_wrapper", "lookahead"), check=lambda v: v >= 1,
+    message="--lookahead_steps must be >= 1.")
+registry.variant_flag(
+    "lookahead_alpha", 0.5, "--optimizer_wrapper=lookahead: alpha, the slow weights' step toward the fast ones.",
+    requires=("optimizer_wrapper", "lookahead"), check=lambda v: 0.0 < v <= 1.0,
+    message="--lookahead_alpha must be in (0, 1].")
+
 
 class Lookahead(optimizer_v2.OptimizerV2):
   """Wraps a Keras (legacy) optimizer; the learning rate and `iterations` are the wrapped optimizer's."""
@@ -85,6 +96,7 @@ class Lookahead(optimizer_v2.OptimizerV2):
     return {"name": self._name, "sync_period": self.sync_period, "slow_step_size": self.slow_step_size}
 
 
-def wrap(optimizer, options):
+def wrap(optimizer, options, model=None):
   """The --optimizer_wrapper=lookahead entry."""
+  del model
   return Lookahead(optimizer, options.get("lookahead_steps", 5), options.get("lookahead_alpha", 0.5))

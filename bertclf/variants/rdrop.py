@@ -14,6 +14,12 @@ step on both copies.
 import bertclf  # noqa: F401  (selects tf_keras before TensorFlow loads)
 import tensorflow as tf
 
+from bertclf.swaps import registry
+
+registry.variant_flag(
+    "rdrop_alpha", 0.0, "--step=rdrop: weight alpha of the symmetric KL between two dropout passes (Liang et al. "
+    "2021, Eq. 3).", requires=("step", "rdrop"), check=lambda v: v >= 0.0, message="--rdrop_alpha must be >= 0.")
+
 EXTRAS = ("rdrop_ce", "rdrop_kl")  # ½(CE1 + CE2) and ½(KL(P1‖P2) + KL(P2‖P1)), as global batch means
 
 

@@ -19,6 +19,12 @@ import tensorflow as tf
 
 from bertclf.variants import grad_accum
 from bertclf.variants import passes
+from bertclf.swaps import registry
+
+registry.variant_flag(
+    "sam_rho", 0.05, "--step=sam or sam_global: L2 norm rho of SAM's perturbation of the weights (Foret et al. "
+    "2021; bertclf/variants/sam.py).", requires=("step", ("sam", "sam_global")), check=lambda v: v >= 0.0,
+    message="--sam_rho must be >= 0.")
 
 EXTRAS = ("sam_perturbed_loss",)
 

@@ -376,6 +376,8 @@ FLAGFILES = {
     "ema": {"weights_for_eval": "ema", "ema_decay": 0.99},
     "lookahead": {"optimizer_wrapper": "lookahead", "lookahead_steps": 5, "lookahead_alpha": 0.5},
     "sam_global": {"step": "sam_global", "sam_rho": 0.05},
+    "swa": {"weights_for_eval": "swa", "swa_start_fraction": 0.5, "swa_every": 2, "export_weights": "final"},
+    "agc": {"optimizer_wrapper": "agc", "agc_clip": 0.01, "clip_norm": 0.0},
 }
 
 
