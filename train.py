@@ -105,6 +105,7 @@ def main(argv):
             steps_per_epoch, "total_steps": total_steps, "warmup_steps": warmup_steps,
             "num_train_examples": len(train_data), "num_validation_examples": len(val_data),
             "train_bucket_lengths": bucket_boundaries + [FLAGS.seq_length] if bucket_boundaries else []}
+  config = run_config.absolute_paths(config)  # eval.py, run from any directory, finds the data and the encoder
   if saved and tf.train.latest_checkpoint(model_dir):
     run_config.check_compatible(saved, config, f"--model_dir={model_dir}")
   data_record = splits.check_same_data(model_dir, splits.fingerprints(text_data), FLAGS.resume_on_new_data)

@@ -177,7 +177,12 @@ def define_train_flags():
 
 
 def define_eval_flags():
-  flags.DEFINE_string("checkpoint", None, "Checkpoint to score (default: the latest in --model_dir).")
+  flags.DEFINE_string("checkpoint", None, "Checkpoint to score or predict with (default: --eval_checkpoint's choice).")
+  flags.DEFINE_enum("eval_checkpoint", "best", ["best", "latest"],
+                    "The checkpoint of --model_dir that eval.py scores and predicts with when --checkpoint is not "
+                    "given. best: the best validation checkpoint (<model_dir>/best/), the weights train.py exports; "
+                    "the latest while the run has validated none. latest: the latest checkpoint. --watch scores "
+                    "each new checkpoint instead.")
   flags.DEFINE_string("export_dir", None, "Score or predict with an exported SavedModel instead.")
   flags.DEFINE_enum("split", "test", ["train", "validation", "test"], "Split to score.")
   flags.DEFINE_bool("watch", False, "Score each new checkpoint in --model_dir as training writes it, until the "
@@ -201,6 +206,11 @@ def define_eval_flags():
   flags.register_multi_flags_validator(
       ["watch", "export_dir"], lambda d: not (d["watch"] and d["export_dir"]),
       message="--watch follows checkpoints in --model_dir; it cannot be combined with --export_dir.")
+  flags.register_multi_flags_validator(
+      ["eval_checkpoint", "checkpoint", "watch", "export_dir"],
+      lambda d: d["eval_checkpoint"] == "best" or not (d["checkpoint"] or d["watch"] or d["export_dir"]),
+      message="--eval_checkpoint picks a checkpoint of --model_dir; --checkpoint names one itself, --watch scores "
+      "each new one and --export_dir scores the export: pass only one of them.")
 
 
 def define_variant_flags():
