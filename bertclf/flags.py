@@ -157,8 +157,10 @@ def define_train_flags():
   flags.register_validator(
       "profile_steps", lambda v: not v or len(v) == 2 and all(x.isdigit() for x in v) and 1 <= int(v[0]) <= int(v[1]),
       message="--profile_steps must be two step numbers A,B with 1 <= A <= B, e.g. 20,30 (empty: no trace).")
-  flags.DEFINE_integer("log_every_steps", 50, "absl log line every N steps.")
-  flags.DEFINE_integer("summary_every_steps", 50, "TensorBoard train scalars every N steps.")
+  flags.DEFINE_integer("log_every_steps", 50, "absl log line every N steps (also after the first --steps_per_loop "
+                       "call and at least every 30 s).")
+  flags.DEFINE_integer("summary_every_steps", 50, "TensorBoard train scalars every N steps. Left out: at most every "
+                       "total steps / 10, so a short run draws a curve.")
   flags.DEFINE_integer("eval_every_steps", 0, "Validate every N steps (0: only at epoch ends).")
   flags.DEFINE_integer("checkpoint_every_steps", 500, "Save a checkpoint every N steps (and at the end).")
   flags.DEFINE_integer("max_to_keep", 3, "Checkpoints kept (the best one is kept apart in <model_dir>/best).")
