@@ -1,9 +1,15 @@
 """Scores a trained classifier, follows a running training job, classifies texts, and draws the plots.
 
-  python eval.py --model_dir=runs/tiny                       # latest checkpoint on the test split
+  python eval.py --model_dir=runs/tiny                       # the best checkpoint (the export's) on the test split
   python eval.py --model_dir=runs/tiny --split=validation --checkpoint=runs/tiny/best/ckpt-80
   python eval.py --model_dir=runs/tiny --watch               # beside a running train.py
   python eval.py --export_dir=runs/tiny/export --predict="a great film" --predict="dull"
+
+Which checkpoint: --checkpoint=<path> if given; else with --eval_checkpoint=best (the default) the best
+validation checkpoint in <model_dir>/best/, the one train.py exports, so eval_test.json scores the shipped model
+(the latest checkpoint while the run has validated none); --eval_checkpoint=latest the latest. --watch scores
+every new checkpoint as training writes it. The first log line and eval_<split>.json name the checkpoint and
+the rule that chose it.
 
 The run's own <model_dir>/config.json supplies the encoder, sequence length, classes and data flags; a flag
 given on the command line wins, and one that contradicts the checkpoint (another encoder, other classes) is an
@@ -13,7 +19,9 @@ import bertclf  # noqa: F401  (selects tf_keras before TensorFlow loads; keep it
 
 import json
 import os
+import re
 import time
+import typing
 
 from absl import flags
 from absl import logging
@@ -101,23 +109,43 @@ class ExportScorer:
     return evaluation.classification_metrics(probs, per_example, split.labels, self.class_names), probs
 
 
-def main(_):
-  paths.check_writable_file("--predict_output", FLAGS.predict_output)  # before minutes of loading and predicting
-  saved = _wait_for_run_config() if FLAGS.watch else run_config.read(FLAGS.model_dir)
+def main(argv):
+  """eval.py; a user error about a value the run's config.json supplied says so (the user never typed it)."""
+  try:
+    return _main(argv)
+  except errors.UserError as err:
+    raise errors.UserError(_say_which_came_from_config(str(err))) from err
+
+
+def _main(_):
+  # Inputs that fail fast: before minutes of loading and predicting.
+  paths.check_writable_file("--predict_output", FLAGS.predict_output)
+  _check_predict_file(FLAGS.predict_file)
+  if FLAGS.export_dir:
+    _check_export_dir(FLAGS.export_dir)
+  run_dir = _run_dir()
+  saved = _wait_for_run_config() if FLAGS.watch else run_config.read(run_dir) if run_dir else None
+  saved, path_notes = run_config.resolve_paths(saved, run_dir)
   cfg = bertclf_flags.with_run_config(saved)
   if not FLAGS.export_dir and not saved:
+    if FLAGS.checkpoint and not FLAGS["model_dir"].present:
+      raise errors.UserError(f"--checkpoint={FLAGS.checkpoint}: its run folder {run_dir} has no config.json; pass "
+                             "--model_dir=<the train.py run it belongs to>.")
     raise errors.UserError(f"--model_dir={FLAGS.model_dir} has no config.json: it is not a train.py run. Pass the "
                            "--model_dir of a training run, or --export_dir=<export> to use an exported model.")
+  chosen = _choose_what_to_score(saved)  # the checkpoint, None for --export_dir and --watch
   if saved and cfg["encoder_impl"] == "auto":  # the checkpoint holds the variables of what its run built
     cfg = dict(cfg, encoder_impl=saved.get("encoder_impl", "auto"))
-  if saved:  # flags given now must describe the same model as the run's checkpoints
+  if saved and not FLAGS.export_dir:  # flags given now must describe the same model as the run's checkpoints
     now = dict(saved, seq_length=cfg["seq_length"], head=cfg["head"], loss=cfg["loss"],
                encoder_impl=cfg["encoder_impl"],
                encoder_handle=encoders.resolve(cfg["encoder"], cfg["preprocess"]).encoder)
     try:
-      run_config.check_compatible(saved, now, f"--model_dir={FLAGS.model_dir}")
+      run_config.check_compatible(saved, now, f"--model_dir={run_dir}")
     except ValueError as err:  # the refusal names the flags and the fix: a user error, not a bug
       raise errors.UserError(str(err)) from None
+  for note in path_notes:
+    logging.info("%s", note)
 
   # ============================================================== Prediction
   if FLAGS.predict or FLAGS.predict_file:
@@ -127,16 +155,23 @@ def main(_):
       scorer, source = ExportScorer(FLAGS.export_dir), FLAGS.export_dir
     else:
       scorer = CheckpointScorer(cfg, saved["class_names"])
-      source = _checkpoint_path()
+      source = chosen.path
       scorer.restore(source)
     _write_predictions(texts, scorer.probabilities(texts), scorer.class_names, source)
     return
 
   # ============================================================== Data: the split to score
+  if FLAGS.export_dir and not FLAGS["dataset"].present:  # never the flag's default: a silent IMDB download
+    if not saved:
+      raise errors.UserError(f"--export_dir={FLAGS.export_dir}: pass --dataset=<data to score it on> (and its data "
+                             "flags), or --predict/--predict_file to classify texts; there is no training run's "
+                             "config.json beside the export to take them from.")
+    logging.info("Data: the data flags of %s, the run the export belongs to (--dataset overrides them).",
+                 os.path.join(run_dir, run_config.CONFIG_FILE))
   text_data = data.load_text_data(cfg["dataset"], **bertclf_flags.data_kwargs(cfg))
   split = getattr(text_data, FLAGS.split)
   # The run's record of its splits: in --model_dir, or beside --export_dir=<run>/export.
-  record_dir = FLAGS.model_dir if saved else os.path.dirname(os.path.normpath(FLAGS.export_dir))
+  record_dir = run_dir if saved else os.path.dirname(os.path.normpath(FLAGS.export_dir))
   if split is None or len(split) == 0:
     raise errors.UserError(f"{text_data.source} has no {FLAGS.split} split. {_held_out_advice(record_dir)}")
   # How many of its examples the run trained or selected on (None: no splits.json to tell); into eval_<split>.json.
@@ -145,11 +180,11 @@ def main(_):
   expected_classes = saved["class_names"] if saved else None
   if expected_classes and text_data.class_names != expected_classes:
     raise errors.UserError(f"The data's classes {text_data.class_names} differ from the run's {expected_classes} "
-                           f"(in {FLAGS.model_dir}/config.json); pass the data the model was trained on, or "
+                           f"(in {run_dir}/config.json); pass the data the model was trained on, or "
                            "--class_names in the run's order.")
 
   # ============================================================== Score: export, one checkpoint, or --watch
-  out_dir = FLAGS.model_dir if saved or not FLAGS.export_dir else FLAGS.export_dir
+  out_dir = FLAGS.export_dir if FLAGS.export_dir and not FLAGS["model_dir"].present else run_dir
   if FLAGS.export_dir:
     scorer = ExportScorer(FLAGS.export_dir)
     if scorer.class_names != text_data.class_names:
@@ -162,10 +197,9 @@ def main(_):
   scorer = CheckpointScorer(cfg, saved["class_names"])
   tokenized = scorer.tokenize(split)
   if not FLAGS.watch:
-    path = _checkpoint_path()
-    step = scorer.restore(path)
+    step = scorer.restore(chosen.path)
     metrics, probs = scorer.score(tokenized)
-    _report(out_dir, split, metrics, probs, step, path, text_data, saved["encoder_handle"], overlap)
+    _report(out_dir, split, metrics, probs, step, chosen.path, text_data, saved["encoder_handle"], overlap, chosen)
     return
   for path in tf.train.checkpoints_iterator(FLAGS.model_dir, min_interval_secs=1, timeout=FLAGS.watch_timeout):
     try:
@@ -175,11 +209,52 @@ def main(_):
       # max_to_keep deleted it, or it is half-written: the next one will come.
       logging.warning("Skipping %s (deleted or still being written): %s", path, str(err).splitlines()[0])
       continue
-    _report(out_dir, split, metrics, probs, step, path, text_data, saved["encoder_handle"], overlap)
+    _report(out_dir, split, metrics, probs, step, path, text_data, saved["encoder_handle"], overlap,
+            Chosen(path, "--watch", ""))
     if step >= saved["total_steps"]:
       logging.info("Scored the final step %d; stopping.", step)
       return
   logging.warning("No new checkpoint in %d s (--watch_timeout); stopping.", FLAGS.watch_timeout)
+
+
+def _run_dir():
+  """The train.py run whose config.json supplies the flags left out: --model_dir; without it, the run of
+  --checkpoint (<run>/ckpt-N or <run>/best/ckpt-N) or of --export_dir (<run>/export), or None."""
+  if FLAGS["model_dir"].present or not (FLAGS.checkpoint or FLAGS.export_dir):
+    return FLAGS.model_dir
+  if FLAGS.checkpoint:
+    folder = os.path.dirname(os.path.abspath(FLAGS.checkpoint))
+    return os.path.dirname(folder) if os.path.basename(folder) == "best" else folder
+  parent = os.path.dirname(os.path.normpath(FLAGS.export_dir))
+  return parent if run_config.read(parent) is not None else None
+
+
+def _say_which_came_from_config(message):
+  """`message` with each --flag=value that the run's config.json supplied (a path flag left out) marked as such."""
+  run_dir = _run_dir()
+  saved = run_config.read(run_dir) if run_dir else None
+  if not saved:
+    return message
+  config = os.path.join(run_dir, run_config.CONFIG_FILE)
+  resolved, _ = run_config.resolve_paths(saved, run_dir)
+  for name in run_config.PATH_FLAGS:
+    if FLAGS[name].present or saved.get(name) is None:
+      continue
+    for value in dict.fromkeys((resolved[name], saved[name])):
+      flag = re.escape(f"--{name}={value}")
+      message = re.sub(flag + r"(?=$|[\s:;,)])", lambda m, n=name: f"{m.group(0)} (from {config}; pass --{n} to "
+                       "override it)", message, count=1)
+  return message
+
+
+def _check_predict_file(path):
+  """A missing file or a folder fails at open() with a traceback that names no flag."""
+  if path and os.path.isdir(path):
+    raise errors.UserError(f"--predict_file={path} is a folder; pass a file of texts (one per line, or JSONL with "
+                           "--text_column).")
+  if path and not os.path.exists(path):
+    raise errors.UserError(f"--predict_file={path}: no such file. Pass a file of texts (one per line, or JSONL "
+                           "with --text_column).")
 
 
 def _check_export_dir(export_dir):
@@ -216,20 +291,72 @@ def _held_out_advice(record_dir):
           "--test_fraction).")
 
 
-def _checkpoint_path():
-  path = FLAGS.checkpoint or tf.train.latest_checkpoint(FLAGS.model_dir)
-  if not path:
-    raise errors.UserError(f"No checkpoint in --model_dir={FLAGS.model_dir}. Train first (train.py --model_dir=...), "
-                           "pass --checkpoint=<path>, or --export_dir=<export>.")
-  if not tf.io.gfile.exists(path + ".index"):
-    raise errors.UserError(f"--checkpoint={path}: no such checkpoint (expected {path}.index).")
-  return path
+class Chosen(typing.NamedTuple):
+  """The checkpoint eval.py scores, the rule that chose it (eval_<split>.json's checkpoint_rule) and why."""
+  path: str
+  rule: str  # --checkpoint, best, latest, --watch
+  why: str
 
 
-def _report(out_dir, split, metrics, probs, step, source, text_data, encoder, overlap):
+def _choose_what_to_score(saved):
+  """The checkpoint to score (--checkpoint, else --eval_checkpoint's pick in --model_dir), or None for the export
+  and --watch; what and why is eval.py's first log line. saved: the run's config.json (its --export_weights)."""
+  if FLAGS.export_dir:
+    logging.info("Scoring the export %s (--export_dir).", FLAGS.export_dir)
+    return None
+  exports_final = (saved or {}).get("export_weights") == "final"
+  exported = "the final weights (--export_weights=final)" if exports_final else "the best validation checkpoint"
+  if FLAGS.watch:
+    logging.info("Scoring each new checkpoint of %s as train.py writes it (--watch follows training; the export "
+                 "holds %s).", FLAGS.model_dir, exported)
+    return None
+  if FLAGS.checkpoint:
+    chosen = Chosen(FLAGS.checkpoint, "--checkpoint", "given by --checkpoint")
+  else:
+    best = tf.train.latest_checkpoint(os.path.join(FLAGS.model_dir, "best"))
+    latest = tf.train.latest_checkpoint(FLAGS.model_dir)
+    rule = FLAGS.eval_checkpoint
+    if rule == "export":  # the weights train.py exports
+      rule = "latest" if exports_final else "best"
+    if not latest and not (rule == "best" and best):
+      raise errors.UserError(f"No checkpoint in --model_dir={FLAGS.model_dir}. Train first (train.py "
+                             "--model_dir=...), pass --checkpoint=<path>, or --export_dir=<export>.")
+    if rule == "best" and best:
+      chosen = Chosen(best, "best", f"the best validation checkpoint, step {_step_of(best)}: the weights the export "
+                      "holds; --eval_checkpoint=latest scores the latest")
+    elif rule == "best":
+      chosen = Chosen(latest, "latest", f"the latest checkpoint, step {_step_of(latest)}: "
+                      f"{os.path.join(FLAGS.model_dir, 'best')} holds none yet (the run has not validated)")
+    elif exports_final:
+      chosen = Chosen(latest, "latest", f"the latest checkpoint, step {_step_of(latest)}: the run exports its final "
+                      "weights (--export_weights=final); --eval_checkpoint=best scores the best validation checkpoint")
+    else:
+      chosen = Chosen(latest, "latest", f"the latest checkpoint, step {_step_of(latest)} (--eval_checkpoint=latest); "
+                      "the export holds the best validation checkpoint")
+  _check_checkpoint(chosen.path)
+  logging.info("Scoring %s (%s).", chosen.path, chosen.why)
+  return chosen
+
+
+def _step_of(path):
+  return int(tf.train.load_checkpoint(path).get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE"))
+
+
+def _check_checkpoint(path):
+  if tf.io.gfile.exists(path + ".index"):
+    return
+  if tf.io.gfile.isdir(path):
+    inside = tf.train.latest_checkpoint(path)
+    raise errors.UserError(f"--checkpoint={path} is a folder; pass a checkpoint in it"
+                           f"{f', e.g. --checkpoint={inside}' if inside else ' (it holds none)'}.")
+  raise errors.UserError(f"--checkpoint={path}: no such checkpoint (expected {path}.index).")
+
+
+def _report(out_dir, split, metrics, probs, step, source, text_data, encoder, overlap, chosen=None):
   """Logs the metrics, writes eval_<split>.json, TensorBoard scalars at the checkpoint's step, and plots.
 
   overlap: {"train": n, "validation": m} examples of the split in the run's recorded splits, or None (unknown).
+  chosen: the checkpoint scored and the rule that chose it (None: the export).
   """
   name = f"eval_{FLAGS.split}"
   result = {"split": FLAGS.split, "step": step, "source": source, "encoder": encoder,
@@ -240,6 +367,8 @@ def _report(out_dir, split, metrics, probs, step, source, text_data, encoder, ov
                f" ROC AUC {metrics['roc_auc']:.4f}" if "roc_auc" in metrics else "")
   if metrics["num_examples"] != len(split):
     raise RuntimeError(f"Scored {metrics['num_examples']} of {len(split)} examples.")
+  # Which weights the numbers belong to: the export's (the best checkpoint), the latest, or another.
+  result.update(checkpoint=chosen.path if chosen else None, checkpoint_rule=chosen.rule if chosen else "--export_dir")
   tf.io.gfile.makedirs(out_dir)
   with tf.io.gfile.GFile(os.path.join(out_dir, name + ".json"), "w") as f:
     f.write(json.dumps(result, indent=2))
@@ -263,7 +392,11 @@ def _report(out_dir, split, metrics, probs, step, source, text_data, encoder, ov
 def _read_predict_file(path, text_column):
   """One text per line, or JSONL objects with --text_column. Empty and undecodable lines are errors."""
   texts = []
-  with open(path, "rb") as f:
+  try:
+    f = open(path, "rb")  # pylint: disable=consider-using-with
+  except OSError as err:
+    raise errors.UserError(f"--predict_file={path}: cannot read it ({err.strerror}).") from None
+  with f:
     for number, raw in enumerate(f, 1):
       try:
         line = raw.decode("utf-8").rstrip("\r\n")

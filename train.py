@@ -42,6 +42,9 @@ from bertclf.swaps import steps
 from bertclf import summaries
 
 FLAGS = flags.FLAGS
+# A progress line at least this often (and after the first call), whatever --log_every_steps says: a short or slow
+# run shows it is alive and how fast it goes.
+PROGRESS_EVERY_SECS = 30
 
 
 def main(argv):
@@ -105,6 +108,7 @@ def main(argv):
             steps_per_epoch, "total_steps": total_steps, "warmup_steps": warmup_steps,
             "num_train_examples": len(train_data), "num_validation_examples": len(val_data),
             "train_bucket_lengths": bucket_boundaries + [FLAGS.seq_length] if bucket_boundaries else []}
+  config = run_config.absolute_paths(config)  # eval.py, run from any directory, finds the data and the encoder
   if saved and tf.train.latest_checkpoint(model_dir):
     run_config.check_compatible(saved, config, f"--model_dir={model_dir}")
   data_record = splits.check_same_data(model_dir, splits.fingerprints(text_data), FLAGS.resume_on_new_data)
@@ -286,6 +290,8 @@ def main(argv):
   window = {k: [] for k in outputs}
   window_start, window_steps = time.time(), 0
   run_start, run_start_step = time.time(), start_step
+  summary_every = _summary_every(total_steps)
+  last_progress = None  # time of the last progress line; None: log after the first call
   s = saved_at = start_step
   try:
     while s < total_steps and not (stop and preemption is None):
@@ -301,7 +307,10 @@ def main(argv):
         window[k].extend(out[k].tolist())
       window_steps += n
 
-      if s % FLAGS.summary_every_steps == 0 or s % FLAGS.log_every_steps == 0 or s == total_steps:
+      summary_due = s % summary_every == 0 or s == total_steps
+      log_due = s % FLAGS.log_every_steps == 0 or s == total_steps
+      progress_due = log_due or last_progress is None or time.time() - last_progress >= PROGRESS_EVERY_SECS
+      if summary_due or progress_due:
         elapsed = time.time() - window_start
         scalars = {k: float(np.mean(window[k])) for k in outputs if k != "correct"}
         scalars.update(accuracy=float(np.sum(window["correct"]) / (G * window_steps)),
@@ -309,16 +318,18 @@ def main(argv):
                        steps_per_sec=window_steps / elapsed, examples_per_sec=G * window_steps / elapsed)
         if ctx.scaled:
           scalars["loss_scale"] = float(optimizer.loss_scale)
-        if s % FLAGS.summary_every_steps == 0 or s == total_steps:
+        if summary_due:
           summaries.write_scalars(train_writer, s, scalars)
-        if s % FLAGS.log_every_steps == 0 or s == total_steps:
-          rate = (s - run_start_step) / (time.time() - run_start)
+        if progress_due:
+          last_progress = time.time()
+          rate = (s - run_start_step) / (last_progress - run_start)
           logging.info("step %d/%d epoch %.2f loss %.4f accuracy %.4f lr %.3g grad_norm %.3g %.1f ex/s ETA %s%s",
                        s, total_steps, s / steps_per_epoch, scalars["loss"], scalars["accuracy"],
                        scalars["learning_rate"], scalars["grad_norm"], scalars["examples_per_sec"],
                        _eta(total_steps - s, rate), "".join(f" {k} {scalars[k]:.4g}" for k in step_def.extras))
-        window = {k: [] for k in window}
-        window_start, window_steps = time.time(), 0
+        if summary_due or log_due:  # only at set steps, so a rerun writes the same TensorBoard values
+          window = {k: [] for k in window}
+          window_start, window_steps = time.time(), 0
 
       if (FLAGS.eval_every_steps and s % FLAGS.eval_every_steps == 0) or s % steps_per_epoch == 0 or \
           s == total_steps:
@@ -380,11 +391,19 @@ def _finished(model_dir, s, total_steps):
 
 def _steps_until_next_event(s, total_steps, steps_per_epoch):
   """Steps to run in the next call: up to --steps_per_loop, stopping at the next log/eval/save/epoch end."""
-  every = [FLAGS.log_every_steps, FLAGS.summary_every_steps, FLAGS.checkpoint_every_steps, steps_per_epoch]
+  every = [FLAGS.log_every_steps, _summary_every(total_steps), FLAGS.checkpoint_every_steps, steps_per_epoch]
   if FLAGS.eval_every_steps:
     every.append(FLAGS.eval_every_steps)
   next_event = min([total_steps] + [(s // k + 1) * k for k in every])
   return min(FLAGS.steps_per_loop, next_event - s)
+
+
+def _summary_every(total_steps):
+  """Steps between TensorBoard train points: --summary_every_steps; left at its default, fewer in a short run, so
+  that it draws a curve of about 10 points rather than one."""
+  if FLAGS["summary_every_steps"].present:  # a cadence asked for (e.g. benchmarks/throughput.py's windows)
+    return FLAGS.summary_every_steps
+  return max(1, min(FLAGS.summary_every_steps, total_steps // 10))
 
 
 def _eta(steps_left, steps_per_sec):

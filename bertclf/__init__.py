@@ -19,3 +19,11 @@ os.environ["TF_USE_LEGACY_KERAS"] = "1"
 # user as Python exceptions. Set TF_CPP_MIN_LOG_LEVEL yourself to see everything (0).
 _has_nvidia_driver = os.path.exists("/proc/driver/nvidia/version") or os.path.exists("/dev/nvidia0")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2" if _has_nvidia_driver else "3")
+
+# One handler for Python log records: absl's (the format of train.py's and eval.py's lines). TensorFlow gives its
+# 'tensorflow' logger a handler of its own when it is imported while the root logger has none, and absl.app.run
+# adds absl's to the root later: every TensorFlow message was printed twice. With absl's in place first,
+# TensorFlow adds none.
+from absl import logging as _absl_logging  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+_absl_logging.use_absl_handler()

@@ -176,8 +176,10 @@ def define_train_flags():
   flags.register_validator(
       "profile_steps", lambda v: not v or len(v) == 2 and all(x.isdigit() for x in v) and 1 <= int(v[0]) <= int(v[1]),
       message="--profile_steps must be two step numbers A,B with 1 <= A <= B, e.g. 20,30 (empty: no trace).")
-  flags.DEFINE_integer("log_every_steps", 50, "absl log line every N steps.")
-  flags.DEFINE_integer("summary_every_steps", 50, "TensorBoard train scalars every N steps.")
+  flags.DEFINE_integer("log_every_steps", 50, "absl log line every N steps (also after the first --steps_per_loop "
+                       "call and at least every 30 s).")
+  flags.DEFINE_integer("summary_every_steps", 50, "TensorBoard train scalars every N steps. Left out: at most every "
+                       "total steps / 10, so a short run draws a curve.")
   flags.DEFINE_integer("eval_every_steps", 0, "Validate every N steps (0: only at epoch ends).")
   flags.DEFINE_integer("checkpoint_every_steps", 500, "Save a checkpoint every N steps (and at the end).")
   flags.DEFINE_integer("max_to_keep", 3, "Checkpoints kept (the best one is kept apart in <model_dir>/best).")
@@ -196,7 +198,12 @@ def define_train_flags():
 
 
 def define_eval_flags():
-  flags.DEFINE_string("checkpoint", None, "Checkpoint to score (default: the latest in --model_dir).")
+  flags.DEFINE_string("checkpoint", None, "Checkpoint to score or predict with (default: --eval_checkpoint's choice).")
+  flags.DEFINE_enum("eval_checkpoint", "export", ["export", "best", "latest"],
+                    "The checkpoint of --model_dir that eval.py scores and predicts with when --checkpoint is not "
+                    "given. export: the weights train.py exports (the run's --export_weights: best, or final = the "
+                    "latest). best: the best validation checkpoint (<model_dir>/best/); the latest while the run has "
+                    "validated none. latest: the latest checkpoint. --watch scores each new checkpoint instead.")
   flags.DEFINE_string("export_dir", None, "Score or predict with an exported SavedModel instead.")
   flags.DEFINE_enum("split", "test", ["train", "validation", "test"], "Split to score.")
   flags.DEFINE_bool("watch", False, "Score each new checkpoint in --model_dir as training writes it, until the "
@@ -220,6 +227,11 @@ def define_eval_flags():
   flags.register_multi_flags_validator(
       ["watch", "export_dir"], lambda d: not (d["watch"] and d["export_dir"]),
       message="--watch follows checkpoints in --model_dir; it cannot be combined with --export_dir.")
+  flags.register_multi_flags_validator(
+      ["eval_checkpoint", "checkpoint", "watch", "export_dir"],
+      lambda d: d["eval_checkpoint"] == "export" or not (d["checkpoint"] or d["watch"] or d["export_dir"]),
+      message="--eval_checkpoint picks a checkpoint of --model_dir; --checkpoint names one itself, --watch scores "
+      "each new one and --export_dir scores the export: pass only one of them.")
 
 
 def define_variant_flags():

@@ -94,3 +94,18 @@ def test_train_and_eval_print_one_line_for_bad_data_and_a_missing_run(tmp_path, 
                        capture_output=True, text=True, timeout=300, cwd=ROOT)
   assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-3000:]
   assert out.stderr.splitlines()[-1].startswith(f"error: --model_dir={tmp_path} has no config.json")
+
+
+def test_a_tensorflow_message_is_printed_once():
+  script = textwrap.dedent("""
+      import bertclf
+      from bertclf import errors
+      import tensorflow as tf
+      from tensorflow.python.platform import tf_logging
+      def main(_):
+        tf_logging.warning("a probe from TensorFlow's logger")
+      errors.run(main)
+      """)
+  out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=ROOT)
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert out.stderr.count("a probe from TensorFlow's logger") == 1, out.stderr

@@ -1,6 +1,7 @@
 """eval.py on a run of the tiny encoder: scoring, example counts, --watch beside train.py, predict, plots."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -20,6 +21,18 @@ def trained(tmp_path_factory, tiny_hub, toy_imdb):
   # 4 epochs of 20 steps; validate at 30 too, so the best checkpoint is not simply the last one.
   return run_train(tmp_path_factory.mktemp("run"), tiny_hub, toy_imdb, epochs=4, eval_every_steps=30,
                    export=True)
+
+
+def _run_past_its_best(model_dir, tiny_hub, toy_imdb, **overrides):
+  """A run whose best checkpoint (and so its export) is not its latest: 2 epochs, then a third at a learning rate
+  that wrecks the weights."""
+  run_train(model_dir, tiny_hub, toy_imdb, epochs=2, **overrides)
+  return run_train(model_dir, tiny_hub, toy_imdb, epochs=3, learning_rate=1.0, export=True, **overrides)
+
+
+@pytest.fixture(scope="module")
+def past_best(tmp_path_factory, tiny_hub, toy_imdb):
+  return _run_past_its_best(tmp_path_factory.mktemp("past_best"), tiny_hub, toy_imdb)
 
 
 def test_eval_reproduces_the_validation_accuracy_logged_by_training(trained):
@@ -116,3 +129,129 @@ def test_bucketed_eval_gives_the_same_numbers_in_data_order(trained):
     assert bucketed["accuracy"] == pytest.approx(plain["accuracy"], abs=1e-9)
     assert bucketed["loss"] == pytest.approx(plain["loss"], abs=1e-5)
     assert bucketed["confusion_matrix"] == plain["confusion_matrix"]
+
+
+def test_by_default_eval_scores_the_best_checkpoint_that_the_export_holds(past_best, caplog):
+  trained = past_best
+  best = tf.train.latest_checkpoint(os.path.join(trained, "best"))
+  latest = tf.train.latest_checkpoint(trained)
+  assert best.rsplit("-", 1)[1] != latest.rsplit("-", 1)[1]  # else the rule would make no difference here
+  caplog.clear()
+  run_eval(model_dir=trained, split="validation", plots=False, verbosity=0)  # INFO lines too
+  first = [r for r in caplog.records if r.filename == "eval.py"][0]
+  assert first.getMessage().startswith(f"Scoring {best} (the best validation checkpoint, step "
+                                       f"{best.rsplit('-', 1)[1]}: the weights the export holds")
+  with open(os.path.join(trained, "eval_validation.json")) as f:
+    result = json.load(f)
+  assert (result["checkpoint"], result["checkpoint_rule"], result["step"]) == (best, "best",
+                                                                                int(best.rsplit("-", 1)[1]))
+  run_eval(model_dir=trained, split="validation", plots=False, eval_checkpoint="latest")
+  with open(os.path.join(trained, "eval_validation.json")) as f:
+    result = json.load(f)
+  assert (result["checkpoint"], result["checkpoint_rule"]) == (latest, "latest")
+  run_eval(model_dir=trained, split="validation", plots=False, checkpoint=latest)
+  with open(os.path.join(trained, "eval_validation.json")) as f:
+    assert json.load(f)["checkpoint_rule"] == "--checkpoint"
+  with pytest.raises(Exception, match="pass only one of them"):
+    run_eval(model_dir=trained, checkpoint=latest, eval_checkpoint="latest")
+
+
+def test_a_run_that_exports_its_final_weights_is_scored_at_its_latest_checkpoint(past_best, tmp_path, caplog):
+  run = tmp_path / "final"
+  shutil.copytree(past_best, run)  # the same checkpoints, from a run that says it exported the final weights
+  config = json.loads((run / "config.json").read_text())
+  (run / "config.json").write_text(json.dumps(dict(config, export_weights="final")))
+  latest = tf.train.latest_checkpoint(str(run))
+  caplog.clear()
+  run_eval(model_dir=str(run), split="validation", plots=False, verbosity=0)
+  first = [r for r in caplog.records if r.filename == "eval.py"][0]
+  assert first.getMessage().startswith(f"Scoring {latest} (the latest checkpoint, step ")
+  assert "--export_weights=final" in first.getMessage()
+  result = json.loads((run / "eval_validation.json").read_text())
+  assert (result["checkpoint"], result["checkpoint_rule"]) == (latest, "latest")
+  run_eval(model_dir=str(run), split="validation", plots=False, eval_checkpoint="best")
+  assert json.loads((run / "eval_validation.json").read_text())["checkpoint_rule"] == "best"
+
+
+def _predictions(tmp_path, texts, **source):
+  out = tmp_path / "out.jsonl"
+  run_eval(predict_file=str(texts), predict_output=str(out), **source)
+  return np.array([list(json.loads(line)["probabilities"].values()) for line in out.read_text().splitlines()])
+
+
+@pytest.mark.parametrize("weights_for_eval", ["raw", "ema"])
+def test_predictions_of_the_model_dir_are_the_exports(weights_for_eval, past_best, tmp_path, tiny_hub, toy_imdb):
+  trained = past_best
+  if weights_for_eval == "ema":  # validation, best/ and the export all hold the moving average
+    trained = _run_past_its_best(tmp_path / "ema", tiny_hub, toy_imdb, weights_for_eval="ema", ema_decay=0.9)
+  texts = tmp_path / "texts.txt"
+  texts.write_text("the movie was wonderful.\nthe story was awful and dull.\nthe music\n", encoding="utf-8")
+  exported = _predictions(tmp_path, texts, export_dir=os.path.join(trained, "export"))
+  np.testing.assert_allclose(_predictions(tmp_path, texts, model_dir=trained), exported, atol=1e-5)
+  latest = _predictions(tmp_path, texts, model_dir=trained, eval_checkpoint="latest")
+  assert np.abs(latest - exported).max() > 1e-4  # the latest checkpoint is another model: the check can fail
+
+
+def test_eval_needs_no_cwd_of_training_and_says_which_values_came_from_config_json(trained, tmp_path, toy_imdb,
+                                                                                    tiny_hub, monkeypatch):
+  # A run written with relative paths (from its train.py directory `base`), scored from another directory.
+  base = tmp_path / "base"
+  run = base / "runs" / "old"
+  shutil.copytree(trained, run)
+  config = json.loads((run / "config.json").read_text())
+  relative = lambda path: os.path.relpath(path, base)  # noqa: E731
+  config.update(model_dir="runs/old", dataset=relative(toy_imdb), encoder=relative(tiny_hub),
+                encoder_handle=relative(config["encoder_handle"]),
+                preprocess_handle=relative(config["preprocess_handle"]))
+  (run / "config.json").write_text(json.dumps(config))
+  (tmp_path / "elsewhere").mkdir()
+  monkeypatch.chdir(tmp_path / "elsewhere")
+  run_eval(model_dir=str(run), split="validation", plots=False)
+  with open(run / "eval_validation.json") as f:
+    assert json.load(f)["data_source"] == f"folder {toy_imdb}"
+  (run / "config.json").write_text(json.dumps(dict(config, dataset="gone/aclImdb")))
+  with pytest.raises(ValueError, match=r"^--dataset=gone/aclImdb \(from .*/runs/old/config.json; pass --dataset "
+                     r"to override it\): no such file"):
+    run_eval(model_dir=str(run), split="validation", plots=False)
+
+
+def test_train_writes_absolute_paths_into_config_json(tmp_path, tiny_hub, toy_imdb, monkeypatch):
+  monkeypatch.chdir(os.path.dirname(toy_imdb))
+  run = run_train(tmp_path / "run", os.path.relpath(tiny_hub), os.path.basename(toy_imdb), train_steps=2)
+  config = json.loads(open(os.path.join(run, "config.json")).read())
+  assert (config["dataset"], config["encoder"]) == (toy_imdb, tiny_hub)
+  assert config["encoder_handle"] == os.path.join(tiny_hub, "encoder")
+  assert config["data_cache_dir"] == "~/.cache/bertclf" or os.path.isabs(config["data_cache_dir"])
+
+
+def test_export_without_data_flags_is_refused_not_scored_on_imdb(trained, tmp_path, caplog):
+  lone = tmp_path / "lone_export"
+  shutil.copytree(os.path.join(trained, "export"), lone)
+  with pytest.raises(ValueError, match=r"--export_dir=.*lone_export: pass --dataset=<data to score it on>"):
+    run_eval(export_dir=str(lone))
+  run_eval(export_dir=os.path.join(trained, "export"), split="validation", plots=False, verbosity=0)  # its run's data
+  assert f"Data: the data flags of {os.path.join(trained, 'config.json')}" in caplog.text
+  with open(os.path.join(trained, "export", "eval_validation.json")) as f:
+    assert json.load(f)["num_examples"] == 80
+
+
+def test_bad_eval_inputs_name_their_flag(trained, tmp_path):
+  with pytest.raises(ValueError, match=r"^--predict_file=.*missing.txt: no such file"):
+    run_eval(model_dir=trained, predict_file=str(tmp_path / "missing.txt"))
+  with pytest.raises(ValueError, match=r"^--predict_file=.* is a folder"):
+    run_eval(model_dir=trained, predict_file=str(tmp_path))
+  best = os.path.join(trained, "best")
+  with pytest.raises(ValueError, match=rf"^--checkpoint={best} is a folder; pass a checkpoint in it, e.g. "
+                     rf"--checkpoint={tf.train.latest_checkpoint(best)}"):
+    run_eval(model_dir=trained, checkpoint=best)
+  with pytest.raises(ValueError, match=r"^--export_dir=.*: no saved_model.pb there"):
+    run_eval(export_dir=str(tmp_path), predict="good")
+  with pytest.raises(ValueError, match=r"^--predict_output=.*: the folder .* does not exist"):
+    run_eval(model_dir=trained, predict="good", predict_output=str(tmp_path / "no" / "out.jsonl"))
+
+
+def test_an_eval_input_error_is_one_error_line(trained, tmp_path):
+  out = subprocess.run([sys.executable, os.path.join(ROOT, "eval.py"), f"--model_dir={trained}",
+                        f"--predict_file={tmp_path}"], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+  assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-3000:]
+  assert out.stderr.splitlines()[-1].startswith(f"error: --predict_file={tmp_path} is a folder")

@@ -164,3 +164,22 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, tiny
   with pytest.raises(FloatingPointError, match=r"diverged at step 11: loss nan.*last good checkpoint is .*ckpt-10"):
     run_train(run, tiny_hub, toy_imdb, train_steps=20)
   assert tf.train.latest_checkpoint(run).endswith("ckpt-10")
+
+
+@pytest.mark.parametrize("progress_every_secs", [30, 0])
+def test_a_short_run_logs_progress_early_and_draws_a_curve(tmp_path, tiny_hub, toy_imdb, caplog, monkeypatch,
+                                                           progress_every_secs):
+  import train  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(train, "PROGRESS_EVERY_SECS", progress_every_secs)
+  caplog.clear()
+  # 45 steps at the default cadences (a line and a point every 50 steps) would log and draw step 45 only
+  # (summary_every_steps=None leaves the flag at its default).
+  run = run_train(tmp_path / "run", tiny_hub, toy_imdb, train_steps=45, steps_per_loop=10, log_every_steps=50,
+                  summary_every_steps=None, checkpoint_every_steps=500, verbosity=0)
+  logged = [int(m.split()[1].split("/")[0]) for m in caplog.messages if m.startswith("step ")]
+  points = [s for s, _ in summaries.read_scalars(os.path.join(run, "train"))["loss"]]
+  assert points == [4, 8, 12, 16, 20, 24, 28, 32, 36, 40, 44, 45]  # every 45 // 10 steps, and the last
+  if progress_every_secs:
+    assert logged[0] == 4 and logged[-1] == 45  # after the first call (4 steps: the first point), and the end
+  else:
+    assert logged == points  # a line after every call: calls end at the points (and epoch ends, 20 and 40)
