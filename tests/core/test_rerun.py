@@ -4,11 +4,13 @@ import os
 import subprocess
 import sys
 
+import pytest
 import tensorflow as tf
 
 from harness import ROOT, _argv, copy_run, run_train, tail
 
 
+@pytest.mark.slow  # a train.py process: the warnings it must not print come at its exit
 def test_rerun_of_a_finished_run_says_so_and_does_nothing(tmp_path, tiny_hub, toy_imdb, ten_step_run):
   flags = dict(train_steps=10, export=True)  # as ten_step_run was trained
   run = copy_run(ten_step_run, tmp_path / "run")

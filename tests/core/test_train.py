@@ -117,6 +117,7 @@ def _wait_for(proc, needle, timeout=120):
   return "".join(seen)
 
 
+@pytest.mark.slow  # a 200-step reference, then two train.py processes: the interrupted one and its resume
 @pytest.mark.parametrize("how,replicas", [("sigterm", 1), ("kill", 2)])
 def test_interrupted_run_resumes_to_the_same_weights(tmp_path, tiny_hub, toy_imdb, how, replicas):
   # 200 steps at batch 16: long enough to interrupt in the middle. Dropout on: its masks are redrawn exactly.
