@@ -10,7 +10,8 @@ def test_same_tensors_pass_and_different_ones_are_named_with_their_max_abs_diff(
   a = {"model/kernel": np.zeros((2, 3), np.float32), "model/bias": np.ones(2, np.float32)}
   assert_same_tensors(a, {k: v.copy() for k, v in a.items()})
   b = {"model/kernel": np.zeros((2, 3), np.float32), "model/bias": np.float32([1.0, 1.5])}
-  with pytest.raises(AssertionError, match=r"weights: 1 of 2 differ \(bit for bit\):\n  model/bias: max abs diff 0\.5$"):
+  with pytest.raises(AssertionError,
+                     match=r"weights: 1 of 2 differ \(bit for bit\):\n  model/bias: max abs diff 0\.5$"):
     assert_same_tensors(b, a, what="weights")
 
 
