@@ -1,11 +1,12 @@
-# The two commands a newcomer types: `make demo` (main job) and `make test` (the test suite).
+# The two commands a newcomer types: `make demo` (main job) and `make test` (the test suite; `make test-fast`
+# leaves out the tests marked slow).
 # Each creates .venv and installs the requirements when they changed.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test tiny demo clean
+.PHONY: setup test test-fast tiny demo clean
 
 $(STAMP): requirements.txt requirements-demo.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,6 +20,10 @@ setup: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# The inner loop: every test but those marked slow (subprocesses: kill -9, SIGTERM, two workers, sweeps; long runs).
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"
 
 # Tiny debugging run: generated reviews + a random 2-layer encoder, train → export in under a minute.
 tiny: $(STAMP)

@@ -37,6 +37,14 @@ def toy_imdb(tmp_path_factory):
   return toydata.write_imdb_like(str(tmp_path_factory.mktemp("toy") / "aclImdb"), num_train=400, num_test=100)
 
 
+@pytest.fixture(scope="session")
+def ten_step_run(tmp_path_factory, tiny_hub, toy_imdb):
+  """harness.run_train's defaults for 10 steps (a checkpoint at 10) and an export: shared by the tests that continue
+  or rerun a finished run. Never modify it: continue a harness.copy_run of it."""
+  from harness import run_train  # pylint: disable=g-import-not-at-top
+  return run_train(tmp_path_factory.mktemp("ten_steps") / "run", tiny_hub, toy_imdb, train_steps=10, export=True)
+
+
 @pytest.fixture()
 def policy():
   """distribute.set_precision for one test; the policy goes back to fp32 after it."""

@@ -1,12 +1,18 @@
-"""Helpers shared by the test modules: train.py's main run in this process on the tiny encoder."""
+"""Helpers shared by the test modules: train.py's main run in this process on the tiny encoder, and assertions
+that say what differs."""
+import concurrent.futures
+import contextlib
 import glob
 import os
 import shutil
 
 from absl import flags
+import numpy as np
 import tensorflow as tf
+import tensorflow_hub as hub
 
 from bertclf import distribute
+from bertclf import encoders
 import eval as eval_lib
 import train
 
@@ -26,12 +32,47 @@ def _argv(model_dir, tiny_hub, toy_imdb, **overrides):
   return [f"--{k}={v}" for k, v in args.items() if v is not None]
 
 
+_SAVED_MODELS = {}  # (path, saved_model.pb's mtime) -> the hub.load'ed object
+
+
+@contextlib.contextmanager
+def _saved_models_loaded_once():
+  """Within it, encoders' `hub.load` of a local SavedModel (the preprocessing model, and the encoder that the
+  native implementation copies its weights from) returns the object loaded the first time in this test session.
+
+  Both are only read: the preprocessing model is a stateless function, and the native encoder is a new BertEncoder
+  with its own variables, assigned from the SavedModel's. Loading the same files again takes seconds per run and
+  proves nothing more. The Hub layer (--encoder_impl=hub), whose variables are trained, is still loaded each time.
+  A load that fails (a missing or broken path) is never cached, so its error is the real one.
+  """
+  real = encoders._load  # pylint: disable=protected-access
+
+  def load(handle, load_fn, flag):
+    pb = os.path.join(handle, "saved_model.pb")
+    if load_fn is not hub.load or not os.path.isfile(pb):
+      return real(handle, load_fn, flag)
+    key = (os.path.abspath(handle), os.stat(pb).st_mtime_ns)
+    if key not in _SAVED_MODELS:
+      # In a thread of its own: outside the caller's strategy scope (scopes are per thread), so its variables are
+      # plain ones that any later run's strategy can read.
+      with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        _SAVED_MODELS[key] = pool.submit(real, handle, load_fn, flag).result()
+    return _SAVED_MODELS[key]
+
+  encoders._load = load  # pylint: disable=protected-access
+  try:
+    yield
+  finally:
+    encoders._load = real  # pylint: disable=protected-access
+
+
 def run_train(model_dir, tiny_hub, toy_imdb, **overrides):
   """train.main in this process (the CPU is already split into 2 logical devices by conftest)."""
   FLAGS.unparse_flags()
   FLAGS(["train.py"] + _argv(str(model_dir), tiny_hub, toy_imdb, **overrides))
   try:
-    train.main([])
+    with _saved_models_loaded_once():
+      train.main([])
   finally:
     distribute.set_precision("fp32")
   return str(model_dir)
@@ -48,9 +89,16 @@ def run_eval(**overrides):
   FLAGS.unparse_flags()
   FLAGS(["eval.py"] + [f"--{k}={v}" for k, v in overrides.items()])
   try:
-    eval_lib.main([])
+    with _saved_models_loaded_once():
+      eval_lib.main([])
   finally:
     distribute.set_precision("fp32")
+
+
+def copy_run(run, dst):
+  """A copy of a finished run (a shared fixture's) that a test may continue or change."""
+  shutil.copytree(run, dst)
+  return str(dst)
 
 
 def interrupted_copy(run, dst, at, drop_events=False):
@@ -65,3 +113,28 @@ def interrupted_copy(run, dst, at, drop_events=False):
   if drop_events:
     shutil.rmtree(os.path.join(dst, "train"))
   return str(dst)
+
+
+def assert_same_tensors(got, want, atol=0.0, what="tensors"):
+  """{name: array} against {name: array}: the same names, and every value within atol (0: bit for bit). The
+  message lists each tensor that differs with its largest absolute difference, the worst first."""
+  assert got.keys() == want.keys(), (f"{what}: names differ: only in the first {sorted(got.keys() - want.keys())}, "
+                                     f"only in the second {sorted(want.keys() - got.keys())}")
+  diffs = []
+  for name in sorted(want):
+    a, b = np.asarray(got[name]), np.asarray(want[name])
+    if a.shape != b.shape:
+      diffs.append((np.inf, f"{name}: shape {a.shape} vs {b.shape}"))
+      continue
+    same = np.array_equal(a, b) if atol == 0 else np.allclose(a, b, rtol=0, atol=atol)
+    if not same:
+      diff = float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64)))) if a.size else 0.0
+      diffs.append((diff, f"{name}: max abs diff {diff:.3g}"))
+  diffs.sort(key=lambda d: -d[0])
+  assert not diffs, (f"{what}: {len(diffs)} of {len(want)} differ ({'bit for bit' if atol == 0 else f'atol {atol:g}'})"
+                     ":\n  " + "\n  ".join(text for _, text in diffs[:20]))
+
+
+def tail(text, lines=30):
+  """The last `lines` lines of a child process's output, for an assertion message."""
+  return "\n--- last lines of the output ---\n" + "\n".join(str(text).rstrip().splitlines()[-lines:])

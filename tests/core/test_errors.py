@@ -10,6 +10,7 @@ from bertclf import encoders
 from bertclf import errors
 from harness import _argv
 from harness import ROOT
+from harness import tail
 
 # A stand-in for train.py/eval.py without TensorFlow (fast): raises what --raise asks for inside errors.run.
 SCRIPT = textwrap.dedent("""
@@ -80,19 +81,20 @@ def test_local_path_gets_no_internet_advice_and_a_url_does(tmp_path):
     encoders.load_preprocess(url)
 
 
+@pytest.mark.slow  # a train.py and an eval.py process, each importing TensorFlow
 def test_train_and_eval_print_one_line_for_bad_data_and_a_missing_run(tmp_path, tiny_hub):
   bad = tmp_path / "bad.csv"
   bad.write_text("sentence,label\na text,pos\nanother,neg\n")
   out = subprocess.run([sys.executable, os.path.join(ROOT, "train.py")] +
                        _argv(str(tmp_path / "run"), tiny_hub, str(bad)),
                        capture_output=True, text=True, timeout=300, cwd=ROOT)
-  assert out.returncode == 2, out.stderr[-3000:]
+  assert out.returncode == 2, tail(out.stderr)
   assert "Traceback" not in out.stderr
   assert out.stderr.splitlines()[-1] == (f"error: {bad}: no column 'text'; the columns are ['sentence', 'label']. "
                                          "Pass --text_column=<column> to name the right one.")
   out = subprocess.run([sys.executable, os.path.join(ROOT, "eval.py"), f"--model_dir={tmp_path}"],
                        capture_output=True, text=True, timeout=300, cwd=ROOT)
-  assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-3000:]
+  assert out.returncode == 2 and "Traceback" not in out.stderr, tail(out.stderr)
   assert out.stderr.splitlines()[-1].startswith(f"error: --model_dir={tmp_path} has no config.json")
 
 

@@ -95,6 +95,7 @@ def test_bad_inputs_get_clear_messages(trained, tmp_path):
     run_eval(model_dir=trained, checkpoint=os.path.join(trained, "ckpt-999"))
 
 
+@pytest.mark.slow  # a train.py and an eval.py process
 def test_watch_follows_a_running_training_job(tmp_path, tiny_hub, toy_imdb):
   model_dir = tmp_path / "live"
   train_proc = subprocess.Popen(

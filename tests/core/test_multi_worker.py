@@ -1,4 +1,6 @@
-"""multi_worker_mirrored: two local worker processes on 127.0.0.1, each with its own TF_CONFIG."""
+"""multi_worker_mirrored: two local worker processes on 127.0.0.1, each with its own TF_CONFIG.
+
+Every test here starts train.py processes (TensorFlow's import and tracing, per worker): all are marked slow."""
 import json
 import os
 import signal
@@ -7,26 +9,39 @@ import sys
 import threading
 import time
 
+import pytest
 import tensorflow as tf
 
 from bertclf import summaries
 from bertclf.tools import local_cluster
 from harness import _argv
+from harness import copy_run
 from harness import ROOT
+from harness import tail
+
+pytestmark = pytest.mark.slow
 
 
-def test_two_workers_train_together(tmp_path, tiny_hub, toy_imdb):
-  model_dir = tmp_path / "mw"
+@pytest.fixture(scope="module")
+def two_worker_run(tmp_path_factory, tiny_hub, toy_imdb):
+  """10 steps on two workers that share --model_dir (a checkpoint at 10), with an export."""
+  model_dir = tmp_path_factory.mktemp("mw") / "run"
   procs = []
   for tf_config in local_cluster.worker_tf_configs(2):
     env = dict(os.environ, TF_CONFIG=tf_config)
     procs.append(subprocess.Popen(
         [sys.executable, os.path.join(ROOT, "train.py"), "--strategy=multi_worker_mirrored"] +
-        _argv(str(model_dir), tiny_hub, toy_imdb, train_steps=10, epochs=1, export=True),
+        _argv(str(model_dir), tiny_hub, toy_imdb, train_steps=10, epochs=1, checkpoint_every_steps=10,
+              export=True),
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT))
   outs = [p.communicate(timeout=300)[0] for p in procs]
-  for p, out in zip(procs, outs):
-    assert p.returncode == 0, out[-4000:]
+  for i, (p, out) in enumerate(zip(procs, outs)):
+    assert p.returncode == 0, f"worker {i}: exit {p.returncode}" + tail(out)
+  return model_dir
+
+
+def test_two_workers_train_together(two_worker_run):
+  model_dir = two_worker_run
   with open(model_dir / "config.json") as f:
     config = json.load(f)
   assert config["num_replicas"] == 2 and "CollectiveAllReduce" in config["strategy_class"], config
@@ -55,7 +70,8 @@ class _Workers:
   def wait_for(self, index, needle, timeout=180):
     deadline = time.time() + timeout
     while not any(needle in line for line in list(self.outputs[index])):
-      assert time.time() < deadline and self.procs[index].poll() is None, self.text(index)[-3000:]
+      assert time.time() < deadline and self.procs[index].poll() is None, \
+          f"worker {index}: no {needle!r} (exit {self.procs[index].poll()})" + tail(self.text(index))
       time.sleep(0.05)
 
   def finish(self, timeout=180):
@@ -79,7 +95,7 @@ def test_a_stop_or_a_lost_worker_ends_every_worker_and_the_same_command_resumes(
   workers = _Workers([model_dir] * 2, tiny_hub, toy_imdb, **common)
   workers.wait_for(1, "step 25/200")
   workers.procs[1].send_signal(signal.SIGTERM)
-  assert workers.finish() == [143, 143], workers.text(0)[-3000:] + workers.text(1)[-3000:]
+  assert workers.finish() == [143, 143], tail(workers.text(0)) + tail(workers.text(1))
   stopped = _step_of(tf.train.latest_checkpoint(str(model_dir)))
   assert 25 <= stopped < 150
   assert _step_of(tf.train.latest_checkpoint(str(model_dir / ".workers" / "worker_1"))) == stopped
@@ -98,15 +114,15 @@ def test_a_stop_or_a_lost_worker_ends_every_worker_and_the_same_command_resumes(
   assert len(lost) == 1 and lost[0].rstrip().endswith(f"resumes from {model_dir / f'ckpt-{periodic}'}."), lost
   # 3. The same command again finishes the run from there.
   workers = _Workers([model_dir] * 2, tiny_hub, toy_imdb, **common)
-  assert workers.finish() == [0, 0], workers.text(0)[-3000:]
+  assert workers.finish() == [0, 0], tail(workers.text(0)) + tail(workers.text(1))
   assert all(f"continuing at step {periodic} of 200" in workers.text(i) for i in (0, 1))
   assert tf.train.latest_checkpoint(str(model_dir)).endswith("ckpt-200")
 
 
-def test_workers_that_restore_different_steps_are_refused(tmp_path, tiny_hub, toy_imdb):
-  common = dict(train_steps=10, epochs=1, checkpoint_every_steps=10)
-  assert _Workers([tmp_path / "a"] * 2, tiny_hub, toy_imdb, **common).finish() == [0, 0]
+def test_workers_that_restore_different_steps_are_refused(tmp_path, tiny_hub, toy_imdb, two_worker_run):
+  chief_dir = copy_run(two_worker_run, tmp_path / "a")  # finished at step 10
   # Worker 1 does not see the chief's folder (as if --model_dir were not on shared storage).
-  workers = _Workers([tmp_path / "a", tmp_path / "b"], tiny_hub, toy_imdb, **dict(common, train_steps=20))
-  assert workers.finish() == [2, 2]
-  assert "error: The workers would restore different steps (0 and 10" in workers.text(0)
+  workers = _Workers([chief_dir, tmp_path / "b"], tiny_hub, toy_imdb, train_steps=20, epochs=1,
+                     checkpoint_every_steps=10)
+  assert workers.finish() == [2, 2], tail(workers.text(0)) + tail(workers.text(1))
+  assert "error: The workers would restore different steps (0 and 10" in workers.text(0), tail(workers.text(0))

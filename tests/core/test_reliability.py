@@ -10,6 +10,7 @@ import tensorflow as tf
 from bertclf import checkpointing
 from bertclf import summaries
 from bertclf.swaps import losses
+from harness import copy_run
 from harness import run_train
 
 
@@ -39,8 +40,8 @@ def _finite(ckpt):
   return all(np.all(np.isfinite(v)) for v in values if v.dtype.kind == "f")
 
 
-def test_nan_gradient_with_finite_loss_is_never_saved(tmp_path, tiny_hub, toy_imdb, monkeypatch):
-  run = run_train(tmp_path / "run", tiny_hub, toy_imdb, train_steps=10)
+def test_nan_gradient_with_finite_loss_is_never_saved(tmp_path, tiny_hub, toy_imdb, ten_step_run, monkeypatch):
+  run = copy_run(ten_step_run, tmp_path / "run")  # finished at step 10
   _poison(monkeypatch, bad_calls=list(range(1, 100)))
   # A checkpoint is due at the bad step itself (every step, one step per call).
   with pytest.raises(checkpointing.Diverged, match=r"diverged at step 11: loss [0-9.]+, gradient norm nan\. "

@@ -13,9 +13,12 @@ import tensorflow_text  # noqa: F401  (the export's tokenizer ops)
 
 from bertclf import summaries
 from harness import _argv
+from harness import assert_same_tensors
+from harness import copy_run
 from harness import ROOT
 from harness import run_train
 from harness import _weights
+from harness import tail
 
 @pytest.fixture(scope="module")
 def one_replica_run(tmp_path_factory, tiny_hub, toy_imdb):
@@ -114,6 +117,7 @@ def _wait_for(proc, needle, timeout=120):
   return "".join(seen)
 
 
+@pytest.mark.slow  # a 200-step reference, then two train.py processes: the interrupted one and its resume
 @pytest.mark.parametrize("how,replicas", [("sigterm", 1), ("kill", 2)])
 def test_interrupted_run_resumes_to_the_same_weights(tmp_path, tiny_hub, toy_imdb, how, replicas):
   # 200 steps at batch 16: long enough to interrupt in the middle. Dropout on: its masks are redrawn exactly.
@@ -126,7 +130,7 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path, tiny_hub, toy_imd
   if how == "sigterm":
     proc.send_signal(signal.SIGTERM)
     out += proc.communicate(timeout=120)[0]
-    assert proc.returncode == 128 + signal.SIGTERM, out
+    assert proc.returncode == 128 + signal.SIGTERM, tail(out)
     assert "Stopped by signal" in out
   else:
     out += _wait_for(proc, "step 44/200")  # a checkpoint at 40 exists by now
@@ -137,14 +141,13 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path, tiny_hub, toy_imd
   (interrupted / "ckpt-999_temp").mkdir()  # what a kill during a save leaves behind
   proc = _start(interrupted, tiny_hub, toy_imdb, **common)
   out = proc.communicate(timeout=300)[0]
-  assert proc.returncode == 0, out
-  assert f"continuing at step {stopped_at} of 200" in out
+  assert proc.returncode == 0, tail(out)
+  assert f"continuing at step {stopped_at} of 200" in out, tail(out)
   assert not (interrupted / "ckpt-999_temp").exists() and "ckpt-999_temp, left by a save" in out
   final = tf.train.latest_checkpoint(str(interrupted))
   assert final.endswith("-200")
-  w_ref, w_res = _weights(tf.train.latest_checkpoint(reference)), _weights(final)
-  for k in w_ref:
-    np.testing.assert_array_equal(w_ref[k], w_res[k], err_msg=k)  # bit for bit
+  assert_same_tensors(_weights(final), _weights(tf.train.latest_checkpoint(reference)),
+                      what="resumed vs uninterrupted weights")  # bit for bit
   # One TensorBoard point per step, although steps after the checkpoint ran twice; the restart is in history.
   steps = [s for s, _ in summaries.read_scalars(str(interrupted / "train"))["loss"]]
   assert steps == sorted(set(steps)) and steps[-1] == 200
@@ -154,10 +157,11 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path, tiny_hub, toy_imd
   assert history[1]["changed"] == {} and history[1]["num_replicas"] == replicas
 
 
-def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, tiny_hub, toy_imdb, monkeypatch):
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, tiny_hub, toy_imdb, ten_step_run,
+                                                                  monkeypatch):
   import dataclasses  # pylint: disable=g-import-not-at-top
   from bertclf.swaps import losses  # pylint: disable=g-import-not-at-top
-  run = run_train(tmp_path / "run", tiny_hub, toy_imdb, train_steps=10)
+  run = copy_run(ten_step_run, tmp_path / "run")  # finished at step 10
   good = losses.LOSSES["softmax_ce"]
   monkeypatch.setitem(losses.LOSSES, "softmax_ce", dataclasses.replace(
       good, per_example=lambda labels, logits: good.per_example(labels, logits) * float("nan")))

@@ -15,6 +15,7 @@ import tensorflow as tf
 
 from bertclf.tools import predictions
 from harness import ROOT
+from harness import tail
 
 STEPS = 120
 
@@ -29,6 +30,7 @@ def _sweep(sweep_dir, tiny_hub, toy_imdb):
           "--retries=1", "--progress_every_secs=5"]
 
 
+@pytest.mark.slow  # 4 train.py and 4 eval.py processes, a retry, two sweeps and compare.py
 def test_sweep_runs_resumes_skips_and_compares(tmp_path, tiny_hub, toy_imdb):
   sweep_dir = tmp_path / "sweep"
   proc = subprocess.Popen(_sweep(sweep_dir, tiny_hub, toy_imdb), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -45,14 +47,14 @@ def test_sweep_runs_resumes_skips_and_compares(tmp_path, tiny_hub, toy_imdb):
     time.sleep(0.05)
   os.kill(pid, signal.SIGTERM)  # the child train.py, as a preempted host or the OOM killer would
   out = "".join(seen) + proc.communicate(timeout=400)[0]
-  assert proc.returncode == 0, out
-  assert "a/seed_0 train: exit 143; starting it again (retry 1 of 1)" in out, out
+  assert proc.returncode == 0, tail(out)
+  assert "a/seed_0 train: exit 143; starting it again (retry 1 of 1)" in out, tail(out)
   text = log.read_text()
-  assert "Stopped by signal 15" in text
+  assert "Stopped by signal 15" in text, tail(text)
   resumed_at = int(re.search(rf"continuing at step (\d+) of {STEPS}", text).group(1))
   assert 0 < resumed_at < STEPS
   assert tf.train.latest_checkpoint(str(sweep_dir / "a" / "seed_0")).endswith(f"-{STEPS}")
-  assert "on GPU 0" in out and "on GPU 1" in out and "4 of 4 runs finished" in out
+  assert "on GPU 0" in out and "on GPU 1" in out and "4 of 4 runs finished" in out, tail(out)
 
   results = {}
   for config in ("a", "b"):
@@ -71,13 +73,13 @@ def test_sweep_runs_resumes_skips_and_compares(tmp_path, tiny_hub, toy_imdb):
 
   rerun = subprocess.run(_sweep(sweep_dir, tiny_hub, toy_imdb), capture_output=True, text=True, cwd=ROOT,
                          timeout=120)
-  assert rerun.returncode == 0, rerun.stdout + rerun.stderr
-  assert "4 finished already, 0 to run" in rerun.stdout and " start " not in rerun.stdout
+  assert rerun.returncode == 0, tail(rerun.stdout + rerun.stderr)
+  assert "4 finished already, 0 to run" in rerun.stdout and " start " not in rerun.stdout, tail(rerun.stdout)
 
   compared = subprocess.run([sys.executable, os.path.join(ROOT, "compare.py"), f"--sweep_dir={sweep_dir}",
                              "--baseline=a", "--resamples=500"], capture_output=True, text=True, cwd=ROOT,
                             timeout=120)
-  assert compared.returncode == 0, compared.stderr
+  assert compared.returncode == 0, tail(compared.stderr)
   assert "### Against a, seed by seed" in compared.stdout and "| b | accuracy | 2 |" in compared.stdout
   report = json.loads((sweep_dir / "comparison.json").read_text())
   for config in ("a", "b"):

@@ -15,6 +15,7 @@ from bertclf import summaries
 from bertclf.swaps import eval_weights
 from bertclf.variants import ema
 from harness import _weights
+from harness import assert_same_tensors
 from harness import interrupted_copy
 from harness import run_train
 from official.modeling.optimization import ema_optimizer
@@ -121,6 +122,9 @@ RUN = dict(train_steps=8, steps_per_loop=4, log_every_steps=4, summary_every_ste
            checkpoint_every_steps=4, num_cpu_devices=2)
 
 
+RAW_CHECKPOINTS = dict(checkpoint_every_steps=1, max_to_keep=10)
+
+
 def _read(path, prefix):
   reader = tf.train.load_checkpoint(path)
   return {k[len(prefix):]: reader.get_tensor(k) for k in reader.get_variable_to_shape_map() if k.startswith(prefix)}
@@ -130,7 +134,9 @@ def _read(path, prefix):
 def ema_and_raw_runs(tmp_path_factory, tiny_hub, toy_imdb):
   root = tmp_path_factory.mktemp("ema")
   ema_run = run_train(root / "ema", tiny_hub, toy_imdb, weights_for_eval="ema", ema_decay=0.5, export=True, **RUN)
-  raw_run = run_train(root / "raw", tiny_hub, toy_imdb, **RUN)
+  # A checkpoint after every step (the weights are the same: saving changes nothing), for
+  # test_switching_the_average_on_at_a_resume.
+  raw_run = run_train(root / "raw", tiny_hub, toy_imdb, **dict(RUN, **RAW_CHECKPOINTS))
   return ema_run, raw_run
 
 
@@ -149,9 +155,8 @@ def _score(model_dir, **flags_):
 def test_training_is_untouched_by_the_average(ema_and_raw_runs):
   ema_run, raw_run = ema_and_raw_runs
   w_ema, w_raw = _weights(os.path.join(ema_run, "ckpt-8")), _weights(os.path.join(raw_run, "ckpt-8"))
-  assert w_ema.keys() == w_raw.keys()
-  for k in w_raw:  # the swaps for validation at steps 4 and 8 gave every weight back exactly
-    np.testing.assert_array_equal(w_ema[k], w_raw[k], err_msg=k)
+  # The swaps for validation at steps 4 and 8 gave every weight back exactly.
+  assert_same_tensors(w_ema, w_raw, what="--weights_for_eval=ema vs raw: trained weights")
   assert not any(k.startswith("eval_weights") for k in tf.train.load_checkpoint(
       os.path.join(raw_run, "ckpt-8")).get_variable_to_shape_map())  # raw adds nothing to checkpoints
 
@@ -209,13 +214,12 @@ def test_resume_continues_the_average_exactly(tmp_path, tiny_hub, toy_imdb, dtyp
                       **args)
   a_full, a_resumed = (_read(os.path.join(run, "ckpt-8"), ema.PREFIX) for run in (full, resumed))
   assert a_full.keys() == a_resumed.keys() and len(a_full) > 30
-  for k in a_full:
-    np.testing.assert_allclose(a_resumed[k], a_full[k], rtol=0, atol=1e-6, err_msg=k)
+  assert_same_tensors(a_resumed, a_full, atol=1e-6, what="resumed vs uninterrupted moving averages")
 
 
-def test_switching_the_average_on_at_a_resume(tmp_path, tiny_hub, toy_imdb, caplog):
-  args = dict(RUN, checkpoint_every_steps=1, max_to_keep=10)
-  raw = run_train(tmp_path / "raw", tiny_hub, toy_imdb, **args)
+def test_switching_the_average_on_at_a_resume(tmp_path, tiny_hub, toy_imdb, ema_and_raw_runs, caplog):
+  args = dict(RUN, **RAW_CHECKPOINTS)
+  _, raw = ema_and_raw_runs
   resumed = interrupted_copy(raw, tmp_path / "on", at=4, drop_events=True)
   with caplog.at_level("WARNING"):
     run_train(resumed, tiny_hub, toy_imdb, weights_for_eval="ema", ema_decay=0.8, **args)

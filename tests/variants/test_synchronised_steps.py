@@ -14,6 +14,7 @@ from bertclf.swaps import losses
 from bertclf.swaps import optim
 from bertclf.swaps import steps
 from harness import _weights
+from harness import assert_same_tensors
 from harness import run_train
 
 
@@ -160,6 +161,5 @@ def test_synchronised_forms_give_the_same_update_on_1_and_2_replicas(tmp_path, t
                                 grad_accum_steps=2)
   # The loss at the perturbed weights and the update: the same with 1 replica, 2 replicas, 2 x 2 micro-batches.
   assert loss_two == pytest.approx(loss_one, rel=1e-5) and loss_accum == pytest.approx(loss_one, rel=1e-5)
-  for k in one:
-    np.testing.assert_allclose(two[k], one[k], atol=2e-5, err_msg=k)
-    np.testing.assert_allclose(accum[k], one[k], atol=2e-5, err_msg=k)
+  assert_same_tensors(two, one, atol=2e-5, what="2 replicas vs 1 replica")
+  assert_same_tensors(accum, one, atol=2e-5, what="2 replicas x 2 micro-batches vs 1 replica")

@@ -18,6 +18,7 @@ from bertclf.variants import freezing
 from bertclf import model as model_lib
 from bertclf import summaries
 from harness import _weights
+from harness import assert_same_tensors
 from harness import interrupted_copy
 from harness import run_train
 
@@ -57,10 +58,8 @@ def test_variants_train_on_two_replicas_and_resume_exactly(tmp_path, tiny_hub, t
   assert steps_run == [5, 6, 7, 8]  # continued after step 4
   final = tf.train.latest_checkpoint(resumed)
   assert final.endswith("ckpt-8")
-  w_full, w_resumed = _weights(tf.train.latest_checkpoint(full)), _weights(final)
-  assert w_full.keys() == w_resumed.keys()
-  for k in w_full:
-    np.testing.assert_allclose(w_resumed[k], w_full[k], rtol=0, atol=1e-6, err_msg=k)
+  assert_same_tensors(_weights(final), _weights(tf.train.latest_checkpoint(full)), atol=1e-6,
+                      what="resumed vs uninterrupted weights")
 
   scalars = summaries.read_scalars(os.path.join(full, "train"))
   assert [s for s, _ in scalars["loss"]] == list(range(1, 9))
@@ -104,9 +103,8 @@ def test_grad_accum_on_two_replicas_gives_the_one_replica_update(tmp_path, tiny_
     (s2, v2), = summaries.read_scalars(os.path.join(accum, "train"))[tag]
     assert s1 == s2 == 1 and v2 == pytest.approx(v1, rel=1e-5), tag
   # And so the same update.
-  w1, w2 = _weights(tf.train.latest_checkpoint(one)), _weights(tf.train.latest_checkpoint(accum))
-  for k in w1:
-    np.testing.assert_allclose(w2[k], w1[k], atol=2e-5, err_msg=k)
+  assert_same_tensors(_weights(tf.train.latest_checkpoint(accum)), _weights(tf.train.latest_checkpoint(one)),
+                      atol=2e-5, what="2 replicas x 4 micro-batches vs 1 replica")
 
 
 def test_fp16_loss_scaling_with_fgm_and_grad_accum(tmp_path, tiny_hub, toy_imdb):
