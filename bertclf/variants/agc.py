@@ -24,12 +24,12 @@ import re
 import bertclf  # noqa: F401  (selects tf_keras before TensorFlow loads)
 import tensorflow as tf
 import tf_keras
-from tf_keras.src.optimizers.legacy import optimizer_v2
 
 from official.nlp.modeling import layers as official_layers
 
 from bertclf import errors
 from bertclf.swaps import registry
+from bertclf.variants import wrapping
 
 registry.variant_flag(
     "agc_clip", 0.01, "--optimizer_wrapper=agc: lambda, the largest ratio ||G_i||/max(||W_i||, eps) a unit's "
@@ -90,7 +90,7 @@ def clip_unitwise(grad, weight, axes, clip, eps):
   return tf.where(clipped, scaled, grad), clipped, tf.size(clipped)
 
 
-class AdaptiveGradientClipping(optimizer_v2.OptimizerV2):
+class AdaptiveGradientClipping(wrapping.Wrapper):
   """Wraps a Keras (legacy) optimizer; the learning rate and `iterations` are the wrapped optimizer's."""
 
   _HAS_AGGREGATE_GRAD = True
@@ -107,22 +107,6 @@ class AdaptiveGradientClipping(optimizer_v2.OptimizerV2):
     self.clipped_fraction = self.add_weight("agc_clipped_fraction", shape=[], dtype=tf.float32, initializer="zeros",
                                             trainable=False, synchronization=tf.VariableSynchronization.ON_READ,
                                             aggregation=tf.VariableAggregation.MEAN)
-
-  @property
-  def inner_optimizer(self):
-    return self._optimizer
-
-  @property
-  def iterations(self):
-    return self._optimizer.iterations
-
-  @iterations.setter
-  def iterations(self, variable):
-    self._optimizer.iterations = variable
-
-  @property
-  def learning_rate(self):
-    return self._optimizer.learning_rate
 
   def _create_all_weights(self, var_list):
     self._optimizer._create_all_weights(var_list)  # pylint: disable=protected-access

@@ -17,9 +17,9 @@ checkpoint under the optimizer; the wrapped optimizer's state sits below it.
 """
 import bertclf  # noqa: F401  (selects tf_keras before TensorFlow loads)
 import tensorflow as tf
-from tf_keras.src.optimizers.legacy import optimizer_v2
 
 from bertclf.swaps import registry
+from bertclf.variants import wrapping
 
 registry.variant_flag(
     "lookahead_steps", 5, "--optimizer_wrapper=lookahead: k, updates between slow-weight steps (Zhang et al. 2019; "
@@ -31,7 +31,7 @@ registry.variant_flag(
     message="--lookahead_alpha must be in (0, 1].")
 
 
-class Lookahead(optimizer_v2.OptimizerV2):
+class Lookahead(wrapping.Wrapper):
   """Wraps a Keras (legacy) optimizer; the learning rate and `iterations` are the wrapped optimizer's."""
 
   _HAS_AGGREGATE_GRAD = True
@@ -43,22 +43,6 @@ class Lookahead(optimizer_v2.OptimizerV2):
     self.sync_period, self.slow_step_size = int(sync_period), float(slow_step_size)
     self.updates = self.add_weight("lookahead_updates", shape=[], dtype=tf.int64, initializer="zeros",
                                    trainable=False, aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
-
-  @property
-  def inner_optimizer(self):
-    return self._optimizer
-
-  @property
-  def iterations(self):
-    return self._optimizer.iterations
-
-  @iterations.setter
-  def iterations(self, variable):
-    self._optimizer.iterations = variable
-
-  @property
-  def learning_rate(self):
-    return self._optimizer.learning_rate
 
   def _create_slots(self, var_list):
     for var in var_list:  # φ starts at the weights as they are before the first update
