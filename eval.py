@@ -5,11 +5,11 @@
   python eval.py --model_dir=runs/tiny --watch               # beside a running train.py
   python eval.py --export_dir=runs/tiny/export --predict="a great film" --predict="dull"
 
-Which checkpoint: --checkpoint=<path> if given; else with --eval_checkpoint=best (the default) the best
-validation checkpoint in <model_dir>/best/, the one train.py exports, so eval_test.json scores the shipped model
-(the latest checkpoint while the run has validated none); --eval_checkpoint=latest the latest. --watch scores
-every new checkpoint as training writes it. The first log line and eval_<split>.json name the checkpoint and
-the rule that chose it.
+Which checkpoint: --checkpoint=<path> if given; else with --eval_checkpoint=export (the default) the weights
+train.py exports, so eval_test.json scores the shipped model: the best validation checkpoint in <model_dir>/best/
+(the latest while the run has validated none), or the latest for a run with --export_weights=final;
+--eval_checkpoint=best or latest picks one of the two. --watch scores every new checkpoint as training writes it.
+The first log line and eval_<split>.json name the checkpoint and the rule that chose it.
 
 The run's own <model_dir>/config.json supplies the encoder, sequence length, classes and data flags; a flag
 given on the command line wins, and one that contradicts the checkpoint (another encoder, other classes) is an
@@ -76,7 +76,7 @@ class CheckpointScorer:
     run_used = None if requested else self.cfg.get("weights_for_eval")  # config.json's, to refuse unknown entries
     logging.info("Scoring the %s weights of %s.", eval_weights.load_for_eval(self.model, path, requested, run_used),
                  path)
-    return int(tf.train.load_checkpoint(path).get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE"))
+    return _step_of(path)
 
   def tokenize(self, split):
     return pipeline.tokenize(split, self.preprocess, self.cfg["seq_length"], self.cfg["tokenize_batch_size"])
@@ -294,7 +294,7 @@ def _held_out_advice(record_dir):
 class Chosen(typing.NamedTuple):
   """The checkpoint eval.py scores, the rule that chose it (eval_<split>.json's checkpoint_rule) and why."""
   path: str
-  rule: str  # --checkpoint, best, latest, --watch
+  rule: str  # --checkpoint, best, latest, --watch (eval_<split>.json says --export_dir for the export)
   why: str
 
 
@@ -322,17 +322,18 @@ def _choose_what_to_score(saved):
       raise errors.UserError(f"No checkpoint in --model_dir={FLAGS.model_dir}. Train first (train.py "
                              "--model_dir=...), pass --checkpoint=<path>, or --export_dir=<export>.")
     if rule == "best" and best:
-      chosen = Chosen(best, "best", f"the best validation checkpoint, step {_step_of(best)}: the weights the export "
-                      "holds; --eval_checkpoint=latest scores the latest")
+      path, rule, why = best, "best", ("the best validation checkpoint, step {}: the weights the export holds; "
+                                       "--eval_checkpoint=latest scores the latest")
     elif rule == "best":
-      chosen = Chosen(latest, "latest", f"the latest checkpoint, step {_step_of(latest)}: "
-                      f"{os.path.join(FLAGS.model_dir, 'best')} holds none yet (the run has not validated)")
+      path, rule, why = latest, "latest", ("the latest checkpoint, step {}: {best_dir} holds none yet (the run has "
+                                           "not validated)")
     elif exports_final:
-      chosen = Chosen(latest, "latest", f"the latest checkpoint, step {_step_of(latest)}: the run exports its final "
-                      "weights (--export_weights=final); --eval_checkpoint=best scores the best validation checkpoint")
+      path, why = latest, ("the latest checkpoint, step {}: the run exports its final weights "
+                           "(--export_weights=final); --eval_checkpoint=best scores the best validation checkpoint")
     else:
-      chosen = Chosen(latest, "latest", f"the latest checkpoint, step {_step_of(latest)} (--eval_checkpoint=latest); "
-                      "the export holds the best validation checkpoint")
+      path, why = latest, ("the latest checkpoint, step {} (--eval_checkpoint=latest); the export holds the best "
+                           "validation checkpoint")
+    chosen = Chosen(path, rule, why.format(_step_of(path), best_dir=os.path.join(FLAGS.model_dir, "best")))
   _check_checkpoint(chosen.path)
   logging.info("Scoring %s (%s).", chosen.path, chosen.why)
   return chosen
