@@ -247,8 +247,10 @@ def define_variant_flags():
       "--jit_compile.")
 
 
-# The declared settings, and the --optimizer_wrapper entries (optim.create_optimizer reads them from the options).
-VARIANT_FLAGS = registry.names() + ("optimizer_wrapper",)
+def variant_flag_names():
+  """The declared settings (bertclf/swaps/registry.py, read when called, so a variant imported later counts) and
+  --optimizer_wrapper, whose entries optim.create_optimizer reads from the options."""
+  return registry.names() + ("optimizer_wrapper",)
 
 
 def define_reliability_flags():
@@ -263,7 +265,7 @@ def define_reliability_flags():
 def step_options():
   """Settings of the research variants (every declared one, bertclf/swaps/registry.py), from their flags:
   {name: value}; the options every table entry receives."""
-  return {name: FLAGS[name].value for name in registry.names() + ("optimizer_wrapper",)}
+  return {name: FLAGS[name].value for name in variant_flag_names()}
 
 
 def define_flags():

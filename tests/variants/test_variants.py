@@ -390,7 +390,7 @@ def test_variant_flagfiles_parse(cfg, monkeypatch):
     for name, value in FLAGFILES[cfg].items():
       assert FLAGS[name].value == value, name
     options = bertclf_flags.step_options()
-    assert set(options) == set(bertclf_flags.VARIANT_FLAGS)
+    assert set(options) == set(bertclf_flags.variant_flag_names())
   finally:
     FLAGS.unparse_flags()
 
