@@ -38,7 +38,7 @@ _SAVED_MODELS = {}  # (path, saved_model.pb's mtime) -> the hub.load'ed object
 @contextlib.contextmanager
 def _saved_models_loaded_once():
   """Within it, encoders' `hub.load` of a local SavedModel (the preprocessing model, and the encoder that the
-  native implementation copies its weights from) returns the object loaded the first time in this test session.
+  native implementation copies its weights from) returns the object loaded the first time in this pytest run.
 
   Both are only read: the preprocessing model is a stateless function, and the native encoder is a new BertEncoder
   with its own variables, assigned from the SavedModel's. Loading the same files again takes seconds per run and
