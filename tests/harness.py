@@ -138,3 +138,15 @@ def assert_same_tensors(got, want, atol=0.0, what="tensors"):
 def tail(text, lines=30):
   """The last `lines` lines of a child process's output, for an assertion message."""
   return "\n--- last lines of the output ---\n" + "\n".join(str(text).rstrip().splitlines()[-lines:])
+
+
+def two_replicas():
+  """A MirroredStrategy over the 2 logical CPUs conftest makes, reducing on one device (no NCCL on a CPU)."""
+  return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"], cross_device_ops=tf.distribute.ReductionToOneDevice())
+
+
+def kernel_and_bias(rng):
+  """Two variables for an evaluation-weights entry, in the caller's strategy scope: a [3, 4] kernel drawn from
+  `rng` (a numpy RandomState the test goes on drawing from) and a [2] bias."""
+  return [tf.Variable(rng.normal(size=(3, 4)).astype(np.float32), name="kernel"),
+          tf.Variable(np.float32([1.0, -2.0]), name="bias")]

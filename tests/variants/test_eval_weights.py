@@ -17,14 +17,12 @@ from bertclf.variants import ema
 from harness import _weights
 from harness import assert_same_tensors
 from harness import interrupted_copy
+from harness import kernel_and_bias
 from harness import run_train
+from harness import two_replicas
 from official.modeling.optimization import ema_optimizer
 
 FLAGS = flags.FLAGS
-
-
-def _strategy():
-  return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"], cross_device_ops=tf.distribute.ReductionToOneDevice())
 
 
 def _closed_form(history, d):
@@ -35,11 +33,10 @@ def _closed_form(history, d):
 
 
 def test_ema_is_the_bias_corrected_closed_form_on_two_replicas():
-  strategy = _strategy()
+  strategy = two_replicas()
   rng = np.random.RandomState(0)
   with strategy.scope():
-    variables = [tf.Variable(rng.normal(size=(3, 4)).astype(np.float32), name="kernel"),
-                 tf.Variable(np.float32([1.0, -2.0]), name="bias")]
+    variables = kernel_and_bias(rng)
     entry = eval_weights.create("ema", None, variables, {"ema_decay": 0.9})
 
   @tf.function
@@ -62,7 +59,7 @@ def test_ema_is_the_bias_corrected_closed_form_on_two_replicas():
 
 
 def test_swap_is_exact_bit_for_bit_on_every_replica():
-  strategy = _strategy()
+  strategy = two_replicas()
   rng = np.random.RandomState(1)
   with strategy.scope():
     v = tf.Variable(rng.normal(size=(50, 40)).astype(np.float32))

@@ -15,22 +15,19 @@ from bertclf.swaps import eval_weights
 from bertclf.variants import swa
 from harness import _weights
 from harness import interrupted_copy
+from harness import kernel_and_bias
 from harness import run_eval
 from harness import run_train
+from harness import two_replicas
 
 FLAGS = flags.FLAGS
 
 
-def _strategy():
-  return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"], cross_device_ops=tf.distribute.ReductionToOneDevice())
-
-
 def test_swa_average_is_the_mean_of_its_snapshots_on_two_replicas():
-  strategy = _strategy()
+  strategy = two_replicas()
   rng = np.random.RandomState(0)
   with strategy.scope():
-    variables = [tf.Variable(rng.normal(size=(3, 4)).astype(np.float32), name="kernel"),
-                 tf.Variable(np.float32([1.0, -2.0]), name="bias")]
+    variables = kernel_and_bias(rng)
     entry = eval_weights.create("swa", None, variables, {"swa_start_step": 3, "swa_every": 2})
   entry.begin(10)
 
