@@ -63,7 +63,9 @@ def test_sweep_runs_resumes_skips_and_compares(tmp_path, tiny_hub, toy_imdb):
       state = json.loads((run_dir / "sweep_run.json").read_text())
       assert state["finished"] and state["train_attempts"] == (2 if (config, seed) == ("a", 0) else 1)
       result = json.loads((run_dir / "eval_test.json").read_text())
-      assert result["num_examples"] == 100 and result["step"] == STEPS
+      best = tf.train.latest_checkpoint(str(run_dir / "best"))  # the sweep scores what the run exports
+      assert result["num_examples"] == 100 and result["checkpoint_rule"] == "best", result
+      assert result["checkpoint"] == best and result["step"] == int(best.rsplit("-", 1)[1]), (result, best)
       ids, labels, _, probs = predictions.read(str(run_dir / "predictions_test.jsonl"))
       assert ids.tolist() == list(range(100)) and probs.shape == (100, 2)
       np.testing.assert_allclose(probs.sum(-1), 1.0, atol=1e-5)
