@@ -2,9 +2,10 @@
 
   python tools/crash_soak.py --runs=30 --out=docs/benchmarks/crash_soak
   python tools/crash_soak.py --runs=30 --extra="--dtype=bf16 --num_cpu_devices=2"
+  python tools/crash_soak.py --runs=60 --parallel=2   # two runs at a time: a loaded CPU, as beside other jobs
 
 A fault inside a TensorFlow kernel (a segmentation fault, an abort from a corrupted heap) shows in a fraction of
-runs, so one run proves nothing: this runs the same command --runs times and reports how many ended with a signal
+runs, so one run proves nothing (and a race between threads shows more often on a loaded CPU: --parallel): this runs the same command --runs times and reports how many ended with a signal
 or a non-zero code (-11 is SIGSEGV, -6 SIGABRT), with the last lines of each crashed run's output. A run's core
 dump, if the shell allows one (`ulimit -c unlimited`), is left in <work_dir>/run_<i>/ for gdb.
 
@@ -16,6 +17,7 @@ vocabulary without it) and no bert_config.json, so train.py detects its shape; -
 come last and win.
 """
 import argparse
+import concurrent.futures
 import csv
 import json
 import os
@@ -87,6 +89,7 @@ def main():
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--runs", type=int, default=30)
   parser.add_argument("--steps", type=int, default=160)
+  parser.add_argument("--parallel", type=int, default=1, help="runs at the same time (each a process)")
   parser.add_argument("--extra", default="", help="more train.py flags, e.g. '--dtype=bf16'")
   parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for the runs' environment")
   parser.add_argument("--work_dir", default="/tmp/bertclf_crash_soak")
@@ -94,8 +97,9 @@ def main():
   args = parser.parse_args()
   imdb, hub = make_assets(os.path.join(args.work_dir, "assets"))
   env = dict(os.environ, PYTHONFAULTHANDLER="1", **dict(e.split("=", 1) for e in args.env))
-  rows, start = [], time.time()
-  for i in range(args.runs):
+  start = time.time()
+
+  def one(i):
     run_dir = os.path.join(args.work_dir, f"run_{i}")
     shutil.rmtree(run_dir, ignore_errors=True)
     os.makedirs(run_dir)
@@ -107,10 +111,13 @@ def main():
       row["tail"] = "".join(proc.stdout.splitlines(keepends=True)[-30:])
     else:
       shutil.rmtree(run_dir, ignore_errors=True)  # kept only when it crashed, core dump included
-    rows.append(row)
     print(f"run {i}: exit {row['code']} in {row['seconds']} s", flush=True)
+    return row
+
+  with concurrent.futures.ThreadPoolExecutor(args.parallel) as pool:  # threads only wait on the processes
+    rows = list(pool.map(one, range(args.runs)))
   crashes = [r for r in rows if r["code"]]
-  summary = {"command": " ".join(sys.argv), "runs": len(rows), "crashes": len(crashes),
+  summary = {"command": " ".join(sys.argv), "runs": len(rows), "parallel": args.parallel, "crashes": len(crashes),
              "segfaults": sum(r["code"] == -11 for r in crashes), "env": args.env,
              "minutes": round((time.time() - start) / 60, 1),
              "train.py": " ".join(command(args, "<imdb>", "<hub>", "<model_dir>")[1:])}
