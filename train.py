@@ -91,8 +91,7 @@ def main(argv):
   dtype = resolved.dtype
   # Padded lengths of the training batches, picked from these lengths by 'auto'; [] without bucketing.
   bucket_boundaries, bucket_reason = bertclf_flags.resolve_bucket_boundaries(
-      train_data.lengths, dict(bertclf_flags.flag_values(), bucket_boundaries=wanted["bucket_boundaries"][0]),
-      checkpointing.num_workers(strategy), source=wanted["bucket_boundaries"][1])
+      train_data.lengths, dict(bertclf_flags.flag_values(), bucket_boundaries=wanted["bucket_boundaries"][0]))
   sources = {name: source for name, (_, source) in wanted.items()}
   why = fast_path.notes(resolved, bucket_reason, sources, saved)  # {flag: reason}, into config.json
   logging.info("%s", fast_path.summary(resolved, bucket_boundaries, why, sources, machine))
@@ -136,8 +135,14 @@ def main(argv):
                                        FLAGS.encoder_dropout, FLAGS.seed)
     changed = dropout.MASKS[FLAGS.dropout_masks](model)  # where the Dropout layers' random numbers come from
     logging.info("--dropout_masks=%s: %d Keras Dropout layers changed", FLAGS.dropout_masks, changed)
+    # The weights validation, the best checkpoint and the export use (--weights_for_eval; raw: the trained ones).
+    weights_for_eval = eval_weights.create(FLAGS.weights_for_eval, model,
+                                           freezing.trainable_variables(model, FLAGS.freeze, variant_options),
+                                           variant_options)
+    weights_for_eval.begin(total_steps)  # refuses settings that would do nothing in this run (e.g. SWA's start)
     optimizer = optim.create_optimizer(FLAGS.optimizer, FLAGS.learning_rate, total_steps, warmup_steps,
-                                       dtype, model=model, options=variant_options)
+                                       dtype, model=model, options=variant_options,
+                                       schedule=lambda s: weights_for_eval.learning_rate(s, FLAGS.learning_rate))
     # Training steps taken: the loop counter, and with the recovery count the input position (see pipeline.py).
     # The run's own counter, not the optimizer's `iterations`, which optimizer wrappers count in their own way.
     step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
@@ -146,11 +151,6 @@ def main(argv):
     # --recovery_max_trials: recoveries so far and the batches they skipped (the data position is
     # step + skipped). Recoveries also reseed dropout, so a retried stretch does not repeat the failed one.
     recovery = tf.Variable([0, 0], dtype=tf.int64, trainable=False, name="recovery")
-    # The weights validation, the best checkpoint and the export use (--weights_for_eval; raw: the trained ones).
-    weights_for_eval = eval_weights.create(FLAGS.weights_for_eval, model,
-                                           freezing.trainable_variables(model, FLAGS.freeze, variant_options),
-                                           variant_options)
-  weights_for_eval.begin(total_steps)  # refuses settings that would do nothing in this run (e.g. SWA's start)
   checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step, best_val=best_val,
                                    recovery=recovery)
   writable = functools.partial(checkpointing.writable_dir, strategy)  # the chief's folders, or a private one
@@ -176,6 +176,8 @@ def main(argv):
     mask_seed = dropout.step_seed(FLAGS.seed, step, recovery[0])
     loss, correct, grads, extras = compute_gradients(features, labels, mask_seed,
                                                      dropout.replica_first_row(tf.shape(labels)[0]))
+    if bucket_boundaries and checkpointing.num_workers(strategy) > 1:  # collectives: one shape for every bucket
+      grads = distribute.fixed_rows(grads, tf.shape(features["input_word_ids"])[1], FLAGS.seq_length)
     grads = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, grads)
     grads = optim.densify(grads)  # embedding slices → dense, so the norm counts repeated tokens right
     grad_norm = tf.linalg.global_norm(grads)  # of the global mean gradient, before clipping

@@ -44,3 +44,27 @@ def get_strategy(name, num_gpus=None, num_cpu_devices=1):
 def set_precision(dtype):
   """Sets the global Keras mixed-precision policy for --dtype (before the model is built)."""
   tf_keras.mixed_precision.set_global_policy(POLICIES[dtype])
+
+
+def fixed_rows(grads, length, seq_length):
+  """Embedding-gradient slices padded to the row count of a full-length batch, so that a bucketed run's all-reduce
+  moves the same shapes every step. Dense gradients pass through.
+
+  An embedding table's gradient is IndexedSlices with one row per looked-up token: [k * b * length, H] for a
+  [b, length] batch (k forward passes: FGM, R-Drop, SAM). Across workers, MultiWorkerMirroredStrategy all-gathers
+  those rows with collectives compiled once into the training loop, and TensorFlow's collectives refuse a shape that
+  differs from the one an instance first ran with ("Shape mismatch in the collective instance"). Padded to
+  k * b * seq_length rows (zero rows at index 0: adding zero changes nothing), every step has the shapes of an
+  unbucketed step, and the all-gather stays sparse (only looked-up rows cross the network).
+  length: this step's padded length (scalar int32); seq_length: --seq_length (the longest bucket).
+  """
+  def pad(g):
+    if not isinstance(g, tf.IndexedSlices):
+      return g
+    n = tf.shape(g.indices)[0]
+    rows = (n + length - 1) // length * seq_length  # k * b * seq_length for n = k * b * length
+    extra = rows - n
+    values = tf.pad(g.values, tf.stack([[0, extra]] + [[0, 0]] * (g.values.shape.rank - 1)))
+    indices = tf.pad(g.indices, [[0, extra]])  # index 0 with a zero row: a no-op when summed
+    return tf.IndexedSlices(values, indices, g.dense_shape)
+  return [pad(g) for g in grads]

@@ -298,27 +298,15 @@ def profile_steps():
 AUTO_BUCKETS_MIN_SAVING = 0.15
 
 
-def resolve_bucket_boundaries(lengths, values=None, num_workers=1, source=None):
+def resolve_bucket_boundaries(lengths, values=None):
   """(boundaries as ints, what they pad) for a split with these token lengths [N], from --bucket_boundaries (FLAGS
   or a {flag: value} mapping): the given ones; with 'auto' the --num_buckets that pad these lengths least, or []
   when they save less than AUTO_BUCKETS_MIN_SAVING of the padded positions. [] means no bucketing.
 
-  Training on several workers has no buckets: with per-step shapes, MultiWorkerMirroredStrategy's all-gather of
-  the embedding gradient's slices fails ("Shape mismatch in the collective instance", two workers on one host,
-  TensorFlow 2.20), so 'auto' resolves to none there and given boundaries are refused. source="config.json":
-  the boundaries are those a run being continued trained with (its data order depends on them)."""
+  The same on every worker: each computes them from the whole training split, and each global batch's padded length
+  from the whole global batch (bertclf/pipeline.py), so every worker runs the same bucket at a step."""
   v = values or {name: FLAGS[name].value for name in ("bucket_boundaries", "num_buckets", "seq_length")}
   T = v["seq_length"]  # pylint: disable=invalid-name
-  if num_workers > 1:
-    given = ",".join(v["bucket_boundaries"])
-    if given not in ("", "auto"):
-      raise errors.UserError(
-          f"--model_dir: this run trained with length buckets ({given}, config.json), which do not run on "
-          f"{num_workers} workers and set its data order; continue it on one worker, or start a new --model_dir."
-          if source == "config.json" else
-          f"--bucket_boundaries={given}: length bucketing does not run on {num_workers} workers (their all-reduce "
-          "needs the same shapes every step); leave --bucket_boundaries unset or empty.")
-    return [], f"{num_workers} workers: every batch padded to {T}"
   if v["bucket_boundaries"] != ["auto"]:
     bounds = [int(x) for x in v["bucket_boundaries"]]
     return bounds, (f"mean padded {pipeline.mean_padded_length(lengths, bounds, T):.0f} of {T}" if bounds else

@@ -4,6 +4,8 @@ An entry is a class `Entry(model, variables, options)`, built under the strategy
 that train, with
   begin(total_steps)  before training: the run's planned last step (an entry refuses settings that would do
                   nothing, e.g. an average that would start after it, with an errors.UserError);
+  learning_rate(schedule, learning_rate)  after begin(), before the optimizer is built: the --optimizer entry's
+                  learning-rate schedule as the entry wants it (SWA's constant or cyclic tail), or unchanged;
   update(step)    called by train.py's train_step in replica context after each optimizer update; `step` is the
                   number of the step just taken (1-based);
   swapped()       a context manager (and decorator) in which the model holds the evaluation weights; on exit
@@ -47,6 +49,10 @@ class Raw:
 
   def begin(self, total_steps):
     del total_steps
+
+  def learning_rate(self, schedule, learning_rate):
+    del learning_rate
+    return schedule
 
   def update(self, step=None):
     del step

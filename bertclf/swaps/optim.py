@@ -88,12 +88,15 @@ def densify(grads):
   return [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g for g in grads]
 
 
-def create_optimizer(name, learning_rate, train_steps, warmup_steps, dtype, model=None, options=None):
+def create_optimizer(name, learning_rate, train_steps, warmup_steps, dtype, model=None, options=None, schedule=None):
   """The --optimizer entry with its schedule, inside the --optimizer_wrapper entries (options["optimizer_wrapper"],
   the first listed innermost), inside fp16's loss scaling; `model` and `options` are for entries with per-variable
-  rates and settings."""
+  rates and settings. schedule: fn(the entry's learning-rate schedule) -> the one it uses (the --weights_for_eval
+  entry's, e.g. SWA's constant tail)."""
   options = options or {}
   opt = OPTIMIZERS[name](learning_rate, train_steps, warmup_steps, model, options)
+  if schedule is not None:
+    opt.learning_rate = schedule(opt.learning_rate)
   for wrapper in wrapper_names(options.get("optimizer_wrapper", "none")):  # the first listed innermost
     opt = WRAPPERS[wrapper](opt, options, model)
   if dtype == "fp16":

@@ -85,7 +85,7 @@ def define(flag_values=flags.FLAGS):
   definers = {"bool": flags.DEFINE_bool, "integer": flags.DEFINE_integer, "float": flags.DEFINE_float,
               "string": flags.DEFINE_string, "enum": flags.DEFINE_enum, "list": flags.DEFINE_list}
   for s in _SETTINGS.values():
-    definers[s.kind](s.name, s.default, s.help, flag_values=flag_values, **s.kwargs)
+    definers[s.kind](name=s.name, default=s.default, help=s.help, flag_values=flag_values, **s.kwargs)
     if s.check is not None:
       flags.register_validator(s.name, s.check, message=s.message or f"--{s.name}: invalid value.",
                                flag_values=flag_values)

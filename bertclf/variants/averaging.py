@@ -76,6 +76,11 @@ class WeightAverage:
     """The run will end after step `total_steps`. Raise errors.UserError for settings that would do nothing."""
     del total_steps
 
+  def learning_rate(self, schedule, learning_rate):
+    """The optimizer's learning-rate schedule as this entry wants it (after begin()): unchanged here."""
+    del learning_rate
+    return schedule
+
   def update(self, step=None):
     """Folds the current weights in, as `_update` decides. Call in replica context, after the optimizer's update
     (a tf.function runs the assignments in program order); `step`: the step just taken, 1-based."""

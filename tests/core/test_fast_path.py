@@ -9,6 +9,7 @@ import pytest
 import tensorflow as tf
 import tf_keras
 
+from bertclf import distribute
 from bertclf import encoders
 from bertclf import errors
 from bertclf import fast_path
@@ -83,19 +84,20 @@ def test_auto_buckets_dropped_when_texts_fill_the_window():
       lengths, dict(bucket_boundaries=["40"], num_buckets=16, seq_length=128))[0] == [40]
 
 
-def test_several_workers_train_without_buckets():
-  lengths = np.random.RandomState(0).randint(8, 40, size=1000)  # buckets would save ~60% on one worker
-  bounds, reason = bertclf_flags.resolve_bucket_boundaries(
-      lengths, dict(bucket_boundaries=["auto"], num_buckets=16, seq_length=64), num_workers=2)
-  assert bounds == [] and "2 workers" in reason
-  with pytest.raises(errors.UserError, match="--bucket_boundaries=16,32: .* 2 workers"):
-    bertclf_flags.resolve_bucket_boundaries(
-        lengths, dict(bucket_boundaries=["16", "32"], num_buckets=16, seq_length=64), num_workers=2)
-  # A one-worker run with buckets continued on two: the error points at the run, not at a flag nobody gave.
-  with pytest.raises(errors.UserError, match="--model_dir: this run trained with length buckets .*continue it on one"):
-    bertclf_flags.resolve_bucket_boundaries(
-        lengths, dict(bucket_boundaries=["16", "32"], num_buckets=16, seq_length=64), num_workers=2,
-        source="config.json")
+def test_embedding_slices_get_the_rows_of_a_full_length_batch():
+  """Across workers a bucketed step's embedding gradient must keep one shape (distribute.fixed_rows): k passes over
+  [b, length] ids give k * b * length rows, padded to k * b * seq_length, and the dense gradient is unchanged."""
+  rng = np.random.RandomState(0)
+  table_shape = [50, 3]
+  for passes, b, length in [(1, 4, 8), (1, 4, 24), (2, 4, 8), (3, 2, 5)]:
+    n = passes * b * length
+    g = tf.IndexedSlices(tf.constant(rng.normal(size=(n, 3)), tf.float32),
+                         tf.constant(rng.randint(0, 50, size=n), tf.int32), tf.constant(table_shape))
+    dense_w = tf.ones([4, 3])
+    padded, dense = distribute.fixed_rows([g, dense_w], tf.constant(length), 24)
+    assert dense is dense_w
+    assert padded.values.shape[0] == padded.indices.shape[0] == passes * b * 24, (passes, b, length)
+    np.testing.assert_array_equal(tf.convert_to_tensor(padded).numpy(), tf.convert_to_tensor(g).numpy())
 
 
 def test_mean_padded_length():

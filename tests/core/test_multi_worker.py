@@ -15,8 +15,11 @@ import tensorflow as tf
 from bertclf import summaries
 from bertclf.tools import local_cluster
 from harness import _argv
+from harness import _weights
+from harness import assert_same_tensors
 from harness import copy_run
 from harness import ROOT
+from harness import run_train
 from harness import tail
 
 pytestmark = pytest.mark.slow
@@ -24,7 +27,8 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def two_worker_run(tmp_path_factory, tiny_hub, toy_imdb):
-  """10 steps on two workers that share --model_dir (a checkpoint at 10), with an export."""
+  """10 steps on two workers that share --model_dir (a checkpoint at 10), with an export; length buckets 26, 27 and
+  40, which the toy reviews' batches (longest 25-35 tokens) all use within 10 steps."""
   model_dir = tmp_path_factory.mktemp("mw") / "run"
   procs = []
   for tf_config in local_cluster.worker_tf_configs(2):
@@ -32,7 +36,7 @@ def two_worker_run(tmp_path_factory, tiny_hub, toy_imdb):
     procs.append(subprocess.Popen(
         [sys.executable, os.path.join(ROOT, "train.py"), "--strategy=multi_worker_mirrored"] +
         _argv(str(model_dir), tiny_hub, toy_imdb, train_steps=10, epochs=1, checkpoint_every_steps=10,
-              export=True),
+              export=True, seq_length=40, bucket_boundaries="26,27"),
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT))
   outs = [p.communicate(timeout=300)[0] for p in procs]
   for i, (p, out) in enumerate(zip(procs, outs)):
@@ -49,6 +53,19 @@ def test_two_workers_train_together(two_worker_run):
   assert (model_dir / "export" / "saved_model.pb").exists()
   losses = summaries.read_scalars(str(model_dir / "train"))["loss"]
   assert losses[-1][0] == 10 and all(v == v for _, v in losses)  # finite (not NaN)
+
+
+def test_two_workers_bucket_as_two_replicas_of_one_process(two_worker_run, tmp_path, tiny_hub, toy_imdb):
+  """The same buckets and global batches on 2 workers as on 2 replicas in one process, so the same weights: every
+  worker pads a step's batch to the same length, and the embedding rows padded for the collectives add nothing."""
+  with open(two_worker_run / "config.json") as f:
+    config = json.load(f)
+  assert config["train_bucket_lengths"] == [26, 27, 40], config["train_bucket_lengths"]
+  one_process = run_train(tmp_path / "mirrored", tiny_hub, toy_imdb, train_steps=10, epochs=1,
+                          checkpoint_every_steps=10, seq_length=40, bucket_boundaries="26,27", num_cpu_devices=2)
+  assert_same_tensors(_weights(tf.train.latest_checkpoint(str(two_worker_run))),
+                      _weights(tf.train.latest_checkpoint(one_process)), atol=1e-6,
+                      what="2 workers vs 2 replicas in one process")
 
 
 class _Workers:

@@ -12,6 +12,7 @@ import tensorflow as tf
 from bertclf import errors
 from bertclf import summaries
 from bertclf.swaps import eval_weights
+from bertclf.swaps import optim
 from bertclf.variants import swa
 from harness import _weights
 from harness import interrupted_copy
@@ -67,6 +68,10 @@ def test_swa_refuses_a_start_that_averages_nothing(options, message):
 
 def test_swa_flags_need_the_entry_and_one_start():
   for args, message in ((["--swa_every=2"], "--swa_every is read by --weights_for_eval=swa only"),
+                        (["--weights_for_eval=swa", "--swa_schedule=constant"], "needs its rate: give "
+                         "--swa_learning_rate"),
+                        (["--weights_for_eval=swa", "--swa_learning_rate=0.1"], "--swa_learning_rate is read by "
+                         "--swa_schedule=constant or --swa_schedule=cyclic only"),
                         (["--weights_for_eval=swa", "--swa_start_step=3", "--swa_start_fraction=0.5"],
                          "both set the start of SWA")):
     FLAGS.unparse_flags()
@@ -78,7 +83,7 @@ def test_swa_flags_need_the_entry_and_one_start():
 # ---------------------------------------------------------------- through train.py and eval.py
 RUN = dict(train_steps=8, steps_per_loop=2, log_every_steps=4, summary_every_steps=1, eval_every_steps=4,
            checkpoint_every_steps=2, max_to_keep=10, num_cpu_devices=2, weights_for_eval="swa", swa_start_step=4,
-           swa_every=2)
+           swa_every=2, swa_schedule="cyclic", swa_learning_rate=2e-3)
 
 
 def _read(path, prefix):
@@ -115,6 +120,31 @@ def test_swa_averages_the_weights_of_its_snapshot_steps(swa_run):
   assert checked > 30
   snapshots = summaries.read_scalars(os.path.join(swa_run, "train"))["swa_snapshots"]
   assert snapshots == [(s, float((s > 4) * ((s - 4) // 2))) for s in range(1, 9)]
+  # The cyclic schedule: each snapshot step (6, 8) ends a cycle at --swa_learning_rate; steps up to 4 decay.
+  rates = dict(summaries.read_scalars(os.path.join(swa_run, "train"))["learning_rate"])
+  assert rates[6] == rates[8] == pytest.approx(2e-3) and rates[4] != pytest.approx(2e-3), rates
+
+
+def test_swa_learning_rate_is_constant_or_cycles_after_the_start():
+  base = lambda u: 1.0 - tf.cast(u, tf.float32) / 100  # pylint: disable=unnecessary-lambda-assignment
+  cyclic = swa.SWALearningRate(base, start=4, swa_rate=0.1, peak=1.0, cycle=3)
+  constant = swa.SWALearningRate(base, start=4, swa_rate=0.1, peak=1.0)
+  # Update u is step u + 1: steps 1-4 keep the run's schedule; then t = 1/3, 2/3, 1 per cycle of 3, so the
+  # updates of steps 7 and 10 (a snapshot after each, with --swa_every=3) use the SWA rate.
+  want = [1.0, 0.99, 0.98, 0.97, 0.7, 0.4, 0.1, 0.7, 0.4, 0.1]
+  np.testing.assert_allclose([float(cyclic(u)) for u in range(10)], want, rtol=1e-6)
+  np.testing.assert_allclose([float(constant(u)) for u in range(10)], want[:4] + [0.1] * 6, rtol=1e-6)
+  # Through --weights_for_eval=swa's entry and the optimizer: the rate an update uses.
+  entry = eval_weights.create("swa", None, [tf.Variable([1.0], name="w")],
+                              {"swa_start_step": 4, "swa_every": 3, "swa_schedule": "cyclic",
+                               "swa_learning_rate": 0.1})
+  entry.begin(10)
+  opt = optim.create_optimizer("adamw", 1.0, 100, 0, "fp32", options={},
+                               schedule=lambda s: entry.learning_rate(s, 1.0))
+  opt.iterations.assign(6)
+  assert float(optim.learning_rate(opt)) == pytest.approx(0.1)
+  opt.iterations.assign(4)
+  assert float(optim.learning_rate(opt)) == pytest.approx(0.7)
 
 
 def test_eval_scores_the_swa_weights_and_refuses_state_it_does_not_know(swa_run, monkeypatch):
