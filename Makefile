@@ -18,12 +18,15 @@ $(STAMP): requirements.txt requirements-demo.txt
 
 setup: $(STAMP)
 
-test: $(STAMP)
-	$(PY) -m pytest -q
+# In TEST_WORKERS pytest processes (pytest-xdist; worksteal balances the long tests). docs/TESTING.md.
+TEST_WORKERS ?= 2
 
-# The inner loop: every test but those marked slow (subprocesses: kill -9, SIGTERM, two workers, sweeps; long runs).
+test: $(STAMP)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist worksteal
+
+# The inner loop: every test but those marked slow (training runs, train.py/eval.py processes).
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist worksteal -m "not slow"
 
 # Tiny debugging run: generated reviews + a random 2-layer encoder, train → export in under a minute.
 tiny: $(STAMP)

@@ -5,6 +5,12 @@ The host CPU is split into 2 logical devices before TensorFlow initializes, so a
 """
 import os
 
+# One intra-op thread per TensorFlow process (this one and every train.py/eval.py a test starts, which inherit it):
+# the tiny test models give a second thread almost nothing to do, and its spin-waiting takes CPU from the other
+# pytest worker and the child processes. On the 2-core VM, tests/variants/test_swa.py alone took 99 s with
+# TensorFlow's default (a thread per core) and 55 s with one (docs/TESTING.md). Set before TensorFlow makes its pools.
+os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
+
 import bertclf  # noqa: F401  (selects tf_keras before TensorFlow loads)
 import pytest
 import tensorflow as tf

@@ -140,6 +140,6 @@ def test_workers_that_restore_different_steps_are_refused(tmp_path, tiny_hub, to
   chief_dir = copy_run(two_worker_run, tmp_path / "a")  # finished at step 10
   # Worker 1 does not see the chief's folder (as if --model_dir were not on shared storage).
   workers = _Workers([chief_dir, tmp_path / "b"], tiny_hub, toy_imdb, train_steps=20, epochs=1,
-                     checkpoint_every_steps=10)
+                     checkpoint_every_steps=10, seq_length=40, bucket_boundaries="26,27")  # two_worker_run's
   assert workers.finish() == [2, 2], tail(workers.text(0)) + tail(workers.text(1))
   assert "error: The workers would restore different steps (0 and 10" in workers.text(0), tail(workers.text(0))

@@ -32,9 +32,11 @@ def test_settings_live_in_their_variants_modules():
 
 @pytest.mark.parametrize("setting", [s for s in registry.settings() if s.requires], ids=lambda s: s.name)
 def test_a_setting_without_its_entry_is_refused(setting):
-  cast = {"integer": int, "float": float}[setting.kind]
-  # A valid value other than the default: the check alone would pass it.
-  value = next(v for v in map(cast, (0.25, 0.5, 2, 3)) if v != setting.default and setting.check(v))
+  if setting.kind == "enum":  # another of its values
+    value = next(v for v in setting.kwargs["enum_values"] if v != setting.default)
+  else:  # a valid value other than the default: the check alone would pass it
+    cast = {"integer": int, "float": float}[setting.kind]
+    value = next(v for v in map(cast, (0.25, 0.5, 2, 3)) if v != setting.default and setting.check(v))
   FLAGS.unparse_flags()
   with pytest.raises(flags.IllegalFlagValueError, match=f"--{setting.name} is read by --{setting.requires[0]}="):
     FLAGS(["train.py", f"--{setting.name}={value}"])
