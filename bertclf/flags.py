@@ -7,7 +7,6 @@ from absl import flags
 
 from bertclf.swaps import dropout
 from bertclf import encoders
-from bertclf import errors
 from bertclf.swaps import eval_weights
 from bertclf.variants import freezing
 from bertclf.swaps import heads
