@@ -23,11 +23,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def _argv(model_dir, tiny_hub, toy_imdb, **overrides):
   """train.py's flags for a run of the tiny encoder on the toy reviews. fp32 unless a test asks otherwise: --dtype
   auto gives bf16 on a CPU with amx_bf16 or avx512_bf16 and fp32 elsewhere, and tests of learning, replicas and
-  resumes must not depend on the machine (--encoder_impl and --bucket_boundaries keep their auto defaults).
+  resumes must not depend on the machine (--encoder_impl and --bucket_boundaries keep their auto defaults). No
+  token cache unless a test asks for one (tests/core/test_token_cache.py): nothing is written outside the test's
+  folders.
   An override of None leaves that flag out (its default, e.g. dtype=None for --dtype=auto)."""
   args = dict(dataset=toy_imdb, encoder=tiny_hub, model_dir=model_dir, seq_length=24, batch_size=16,
               learning_rate=5e-3, epochs=2, steps_per_loop=5, log_every_steps=10, summary_every_steps=5,
-              checkpoint_every_steps=10, dropout=0.0, encoder_dropout=False, export=False, dtype="fp32")
+              checkpoint_every_steps=10, dropout=0.0, encoder_dropout=False, export=False, dtype="fp32",
+              token_cache="off")
   args.update(overrides)
   return [f"--{k}={v}" for k, v in args.items() if v is not None]
 
@@ -82,6 +85,14 @@ def _weights(ckpt_prefix):
   reader = tf.train.load_checkpoint(ckpt_prefix)
   return {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()
           if k.startswith("model/") and "OPTIMIZER_SLOT" not in k}
+
+
+def checkpoint_tensors(ckpt_prefix):
+  """Every tensor of a checkpoint (model, optimizer, evaluation-weights state, step, ...) but the save count and
+  the object graph, which differ between an uninterrupted and a resumed run by construction."""
+  reader = tf.train.load_checkpoint(ckpt_prefix)
+  return {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()
+          if "save_counter" not in k and k != "_CHECKPOINTABLE_OBJECT_GRAPH"}
 
 
 def run_eval(**overrides):

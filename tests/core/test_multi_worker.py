@@ -106,23 +106,24 @@ def _step_of(ckpt):
 
 def test_a_stop_or_a_lost_worker_ends_every_worker_and_the_same_command_resumes(tmp_path, tiny_hub, toy_imdb):
   model_dir = tmp_path / "mw"
-  common = dict(train_steps=200, epochs=1, steps_per_loop=1, log_every_steps=1, checkpoint_every_steps=40,
+  # 60 steps, one per call, so a signal lands between steps; a checkpoint every 20 steps.
+  common = dict(train_steps=60, epochs=1, steps_per_loop=1, log_every_steps=1, checkpoint_every_steps=20,
                 dropout=0.3)
   # 1. SIGTERM to worker 1 only: every worker saves the same step and exits like a single host (143).
   workers = _Workers([model_dir] * 2, tiny_hub, toy_imdb, **common)
-  workers.wait_for(1, "step 25/200")
+  workers.wait_for(1, "step 8/60")
   workers.procs[1].send_signal(signal.SIGTERM)
   assert workers.finish() == [143, 143], tail(workers.text(0)) + tail(workers.text(1))
   stopped = _step_of(tf.train.latest_checkpoint(str(model_dir)))
-  assert 25 <= stopped < 150
+  assert 8 <= stopped < 40, stopped
   assert _step_of(tf.train.latest_checkpoint(str(model_dir / ".workers" / "worker_1"))) == stopped
   # 2. The same command on both: each restores the chief's checkpoint. Then kill -9 of worker 1 ends the chief
   # in bounded time with one line naming the checkpoint a rerun resumes from.
   workers = _Workers([model_dir] * 2, tiny_hub, toy_imdb, **common)
   for index in (0, 1):
-    workers.wait_for(index, f"continuing at step {stopped} of 200")
-  periodic = (stopped // 40 + 1) * 40  # the next periodic checkpoint (every 40 steps)
-  workers.wait_for(0, f"step {periodic + 5}/200")
+    workers.wait_for(index, f"continuing at step {stopped} of 60")
+  periodic = (stopped // 20 + 1) * 20  # the next periodic checkpoint (every 20 steps): 20 or 40
+  workers.wait_for(0, f"step {periodic + 3}/60")
   workers.procs[1].kill()
   start = time.time()
   code = workers.procs[0].wait(timeout=120)
@@ -132,8 +133,8 @@ def test_a_stop_or_a_lost_worker_ends_every_worker_and_the_same_command_resumes(
   # 3. The same command again finishes the run from there.
   workers = _Workers([model_dir] * 2, tiny_hub, toy_imdb, **common)
   assert workers.finish() == [0, 0], tail(workers.text(0)) + tail(workers.text(1))
-  assert all(f"continuing at step {periodic} of 200" in workers.text(i) for i in (0, 1))
-  assert tf.train.latest_checkpoint(str(model_dir)).endswith("ckpt-200")
+  assert all(f"continuing at step {periodic} of 60" in workers.text(i) for i in (0, 1))
+  assert tf.train.latest_checkpoint(str(model_dir)).endswith("ckpt-60")
 
 
 def test_workers_that_restore_different_steps_are_refused(tmp_path, tiny_hub, toy_imdb, two_worker_run):

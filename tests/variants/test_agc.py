@@ -1,6 +1,7 @@
 """--optimizer_wrapper=agc: the units each variable is clipped by, the clipping against a NumPy reference of
 Brock et al. 2021's rule (exactly the units over λ, never the classifier), the chain order with Lookahead, and
-through train.py: 1 vs 2 replicas, its TensorBoard scalar, --clip_norm=0."""
+through train.py: 1 vs 2 replicas, its TensorBoard scalar, --clip_norm=0, and with SWA in bf16 on 2 replicas an
+exact resume."""
 import os
 
 import numpy as np
@@ -15,6 +16,9 @@ from bertclf.swaps import optim
 from bertclf.variants import agc
 from bertclf.variants import lookahead
 from harness import _weights
+from harness import assert_same_tensors
+from harness import checkpoint_tensors
+from harness import interrupted_copy
 from harness import run_train
 
 LAMBDA, EPS = 0.05, 1e-3
@@ -97,6 +101,7 @@ RUN = dict(train_steps=6, steps_per_loop=3, log_every_steps=3, summary_every_ste
            optimizer_wrapper="agc", agc_clip=0.01, clip_norm=0, encoder_impl="native")
 
 
+@pytest.mark.slow
 def test_agc_on_one_and_two_replicas(tmp_path, tiny_hub, toy_imdb):
   one = run_train(tmp_path / "one", tiny_hub, toy_imdb, num_cpu_devices=1, **RUN)
   two = run_train(tmp_path / "two", tiny_hub, toy_imdb, num_cpu_devices=2, **RUN)
@@ -110,3 +115,18 @@ def test_agc_on_one_and_two_replicas(tmp_path, tiny_hub, toy_imdb):
   one_values = [f for _, f in summaries.read_scalars(os.path.join(one, "train"))["agc_clipped_fraction"]]
   two_values = [f for _, f in summaries.read_scalars(os.path.join(two, "train"))["agc_clipped_fraction"]]
   np.testing.assert_allclose(two_values, one_values, atol=0.02)  # a unit near λ may tip either way
+
+
+@pytest.mark.slow
+def test_agc_with_swa_in_bf16_on_two_replicas_resumes_exactly(tmp_path, tiny_hub, toy_imdb):
+  """AGC (no state of its own) under bf16 and SWA (whose average is checkpointed) on 2 replicas: a run that lost
+  its last checkpoint continues to every checkpointed tensor of the uninterrupted run, bit for bit."""
+  run = dict(RUN, train_steps=8, steps_per_loop=2, checkpoint_every_steps=4, num_cpu_devices=2, dtype="bf16",
+             weights_for_eval="swa", swa_start_step=2, swa_every=2)
+  full = run_train(tmp_path / "full", tiny_hub, toy_imdb, **run)
+  resumed = run_train(interrupted_copy(full, tmp_path / "resumed", at=4, drop_events=True), tiny_hub, toy_imdb, **run)
+  want = checkpoint_tensors(os.path.join(full, "ckpt-8"))
+  assert sum(k.startswith("eval_weights/swa_") for k in want) > 30  # the average is compared too
+  assert_same_tensors(checkpoint_tensors(os.path.join(resumed, "ckpt-8")), want, what="resumed vs uninterrupted")
+  fraction = summaries.read_scalars(os.path.join(resumed, "train"))["agc_clipped_fraction"]
+  assert [s for s, _ in fraction] == [5, 6, 7, 8] and all(0.0 < f <= 1.0 for _, f in fraction)

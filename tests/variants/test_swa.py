@@ -15,6 +15,8 @@ from bertclf.swaps import eval_weights
 from bertclf.swaps import optim
 from bertclf.variants import swa
 from harness import _weights
+from harness import assert_same_tensors
+from harness import checkpoint_tensors
 from harness import interrupted_copy
 from harness import kernel_and_bias
 from harness import run_eval
@@ -91,19 +93,13 @@ def _read(path, prefix):
   return {k[len(prefix):]: reader.get_tensor(k) for k in reader.get_variable_to_shape_map() if k.startswith(prefix)}
 
 
-def _all(path):
-  """Every tensor of a checkpoint but the save count and the object graph (where the state joined it differs)."""
-  reader = tf.train.load_checkpoint(path)
-  return {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()
-          if "save_counter" not in k and k != "_CHECKPOINTABLE_OBJECT_GRAPH"}
-
-
 @pytest.fixture(scope="module")
 def swa_run(tmp_path_factory, tiny_hub, toy_imdb):
   return run_train(tmp_path_factory.mktemp("swa") / "run", tiny_hub, toy_imdb, export=True, export_weights="final",
                    **RUN)
 
 
+@pytest.mark.slow
 def test_swa_averages_the_weights_of_its_snapshot_steps(swa_run):
   w6, w8 = (_weights(os.path.join(swa_run, f"ckpt-{s}")) for s in (6, 8))
   averages = _read(os.path.join(swa_run, "ckpt-8"), swa.StochasticWeightAveraging.prefix() + "average/")
@@ -147,6 +143,7 @@ def test_swa_learning_rate_is_constant_or_cycles_after_the_start():
   assert float(optim.learning_rate(opt)) == pytest.approx(0.7)
 
 
+@pytest.mark.slow
 def test_eval_scores_the_swa_weights_and_refuses_state_it_does_not_know(swa_run, monkeypatch):
   ckpt8 = os.path.join(swa_run, "ckpt-8")
   val = dict(summaries.read_scalars(os.path.join(swa_run, "validation"))["loss"])
@@ -170,16 +167,16 @@ def test_eval_scores_the_swa_weights_and_refuses_state_it_does_not_know(swa_run,
     score(checkpoint=ckpt8)
 
 
+@pytest.mark.slow
 def test_swa_resume_restores_every_checkpointed_tensor_exactly(swa_run, tmp_path, tiny_hub, toy_imdb):
   resumed = run_train(interrupted_copy(swa_run, tmp_path / "resumed", at=6, drop_events=True), tiny_hub, toy_imdb,
                       **RUN)
-  full, again = _all(os.path.join(swa_run, "ckpt-8")), _all(os.path.join(resumed, "ckpt-8"))
-  assert full.keys() == again.keys()
+  full = checkpoint_tensors(os.path.join(swa_run, "ckpt-8"))
   assert sum(k.startswith("eval_weights/swa_") for k in full) > 30
-  for k in full:
-    np.testing.assert_array_equal(again[k], full[k], err_msg=k)
+  assert_same_tensors(checkpoint_tensors(os.path.join(resumed, "ckpt-8")), full, what="resumed vs uninterrupted")
 
 
+@pytest.mark.slow
 def test_swa_on_one_and_two_replicas(swa_run, tmp_path, tiny_hub, toy_imdb):
   one = run_train(tmp_path / "one", tiny_hub, toy_imdb, **dict(RUN, num_cpu_devices=1))
   prefix = swa.StochasticWeightAveraging.prefix() + "average/"
@@ -189,6 +186,7 @@ def test_swa_on_one_and_two_replicas(swa_run, tmp_path, tiny_hub, toy_imdb):
     np.testing.assert_allclose(a2[k], a1[k], atol=2e-5, err_msg=k)
 
 
+@pytest.mark.slow
 def test_export_weights_final_exports_the_last_average(swa_run):
   val = dict(summaries.read_scalars(os.path.join(swa_run, "validation"))["loss"])
   run_eval(model_dir=swa_run, plots="false", split="validation", export_dir=os.path.join(swa_run, "export"))
