@@ -24,6 +24,18 @@ distribute.split_cpu(2)
 bertclf_flags.define_flags()
 
 
+# Fixtures that train (or start train.py): a test that uses one is marked slow, whatever its own time, because under
+# `make test-fast` the training would land in it.
+TRAINING_FIXTURES = {"ten_step_run", "one_replica_run", "trained", "past_best", "two_worker_run", "ema_and_raw_runs",
+                     "swa_run"}
+
+
+def pytest_collection_modifyitems(items):
+  for item in items:
+    if TRAINING_FIXTURES & set(getattr(item, "fixturenames", ())):
+      item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def tiny_hub(tmp_path_factory):
   """A 2-layer, hidden-32 BERT encoder and its preprocessing model, both TF Hub format; no dropout inside, so

@@ -25,6 +25,7 @@ def hub_download(tiny_hub, tmp_path_factory):
   return str(root)
 
 
+@pytest.mark.slow
 def test_max_seq_length_is_read_from_the_position_table_without_a_config(hub_download):
   handles = encoders.resolve(hub_download)
   assert handles.config is None

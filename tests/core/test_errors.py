@@ -98,6 +98,7 @@ def test_train_and_eval_print_one_line_for_bad_data_and_a_missing_run(tmp_path, 
   assert out.stderr.splitlines()[-1].startswith(f"error: --model_dir={tmp_path} has no config.json")
 
 
+@pytest.mark.slow
 def test_a_tensorflow_message_is_printed_once():
   script = textwrap.dedent("""
       import bertclf

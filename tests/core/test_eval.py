@@ -35,6 +35,7 @@ def past_best(tmp_path_factory, tiny_hub, toy_imdb):
   return _run_past_its_best(tmp_path_factory.mktemp("past_best"), tiny_hub, toy_imdb)
 
 
+@pytest.mark.slow
 def test_eval_reproduces_the_validation_accuracy_logged_by_training(trained):
   val = dict(summaries.read_scalars(os.path.join(trained, "validation"))["accuracy"])
   for ckpt in (tf.train.latest_checkpoint(trained), tf.train.latest_checkpoint(os.path.join(trained, "best"))):
@@ -46,6 +47,7 @@ def test_eval_reproduces_the_validation_accuracy_logged_by_training(trained):
     assert result["num_examples"] == 80
 
 
+@pytest.mark.slow
 def test_test_split_metrics_json_summaries_and_plots(trained):
   run_eval(model_dir=trained, eval_batch_size=48)  # 100 test examples: 2 x 48 + a partial batch of 4
   with open(os.path.join(trained, "eval_test.json")) as f:
@@ -62,6 +64,7 @@ def test_test_split_metrics_json_summaries_and_plots(trained):
       assert f.read(8) == b"\x89PNG\r\n\x1a\n", name
 
 
+@pytest.mark.slow
 def test_predict_from_checkpoint_and_export_agree(trained, tmp_path):
   texts = tmp_path / "texts.txt"
   # Two reviews shaped like the training data (toydata.review), so the learned class is not a guess, and a fragment.
@@ -120,6 +123,7 @@ def test_watch_follows_a_running_training_job(tmp_path, tiny_hub, toy_imdb):
   assert [s for s, _ in events["accuracy"]] == scored
 
 
+@pytest.mark.slow
 def test_bucketed_eval_gives_the_same_numbers_in_data_order(trained):
   ckpt = tf.train.latest_checkpoint(trained)
   results = []
@@ -135,6 +139,7 @@ def test_bucketed_eval_gives_the_same_numbers_in_data_order(trained):
     assert bucketed["confusion_matrix"] == plain["confusion_matrix"]
 
 
+@pytest.mark.slow
 def test_by_default_eval_scores_the_best_checkpoint_that_the_export_holds(past_best, caplog):
   trained = past_best
   best = tf.train.latest_checkpoint(os.path.join(trained, "best"))
@@ -160,6 +165,7 @@ def test_by_default_eval_scores_the_best_checkpoint_that_the_export_holds(past_b
     run_eval(model_dir=trained, checkpoint=latest, eval_checkpoint="latest")
 
 
+@pytest.mark.slow
 def test_a_run_that_exports_its_final_weights_is_scored_at_its_latest_checkpoint(past_best, tmp_path, caplog):
   run = tmp_path / "final"
   shutil.copytree(past_best, run)  # the same checkpoints, from a run that says it exported the final weights
@@ -183,6 +189,7 @@ def _predictions(tmp_path, texts, **source):
   return np.array([list(json.loads(line)["probabilities"].values()) for line in out.read_text().splitlines()])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("weights_for_eval", ["raw", "ema"])
 def test_predictions_of_the_model_dir_are_the_exports(weights_for_eval, past_best, tmp_path, tiny_hub, toy_imdb):
   trained = past_best
@@ -196,6 +203,7 @@ def test_predictions_of_the_model_dir_are_the_exports(weights_for_eval, past_bes
   assert np.abs(latest - exported).max() > 1e-4  # the latest checkpoint is another model: the check can fail
 
 
+@pytest.mark.slow
 def test_eval_needs_no_cwd_of_training_and_says_which_values_came_from_config_json(trained, tmp_path, toy_imdb,
                                                                                     tiny_hub, monkeypatch):
   # A run written with relative paths (from its train.py directory `base`), scored from another directory.
@@ -219,6 +227,7 @@ def test_eval_needs_no_cwd_of_training_and_says_which_values_came_from_config_js
     run_eval(model_dir=str(run), split="validation", plots=False)
 
 
+@pytest.mark.slow
 def test_train_writes_absolute_paths_into_config_json(tmp_path, tiny_hub, toy_imdb, monkeypatch):
   monkeypatch.chdir(os.path.dirname(toy_imdb))
   run = run_train(tmp_path / "run", os.path.relpath(tiny_hub), os.path.basename(toy_imdb), train_steps=2)
@@ -228,6 +237,7 @@ def test_train_writes_absolute_paths_into_config_json(tmp_path, tiny_hub, toy_im
   assert config["data_cache_dir"] == "~/.cache/bertclf" or os.path.isabs(config["data_cache_dir"])
 
 
+@pytest.mark.slow
 def test_export_without_data_flags_is_refused_not_scored_on_imdb(trained, tmp_path, caplog):
   lone = tmp_path / "lone_export"
   shutil.copytree(os.path.join(trained, "export"), lone)
@@ -254,6 +264,7 @@ def test_bad_eval_inputs_name_their_flag(trained, tmp_path):
     run_eval(model_dir=trained, predict="good", predict_output=str(tmp_path / "no" / "out.jsonl"))
 
 
+@pytest.mark.slow
 def test_an_eval_input_error_is_one_error_line(trained, tmp_path):
   out = subprocess.run([sys.executable, os.path.join(ROOT, "eval.py"), f"--model_dir={trained}",
                         f"--predict_file={tmp_path}"], capture_output=True, text=True, timeout=300, cwd=tmp_path)

@@ -106,6 +106,7 @@ def test_mean_padded_length():
   assert pipeline.mean_padded_length([3, 5], [], 16) == 16
 
 
+@pytest.mark.slow
 def test_auto_encoder_is_native_with_the_machines_dtype(tiny_hub):
   try:
     with tf.distribute.OneDeviceStrategy("/cpu:0").scope():
@@ -145,6 +146,7 @@ def test_non_bert_encoder_gets_the_hub_layer_in_fp32(tmp_path, monkeypatch, capl
     tf_keras.mixed_precision.set_global_policy("float32")
 
 
+@pytest.mark.slow
 def test_train_resolves_auto_records_it_and_a_resume_keeps_it(tmp_path, tiny_hub, toy_imdb, monkeypatch, caplog):
   """--dtype, --encoder_impl and --bucket_boundaries at their auto defaults through train.py and eval.py."""
   expected, _ = hardware.choose_dtype(hardware.cpu_flags(), [], "native")
@@ -182,6 +184,7 @@ def test_train_resolves_auto_records_it_and_a_resume_keeps_it(tmp_path, tiny_hub
   assert any(m.startswith("Scoring with encoder native") and f"dtype {expected}" in m for m in caplog.messages)
 
 
+@pytest.mark.slow
 def test_train_without_buckets_when_texts_fill_the_window(tmp_path, tiny_hub, toy_imdb):
   # At --seq_length=8 every toy review is truncated to the window: buckets would save nothing.
   run = run_train(tmp_path / "full", tiny_hub, toy_imdb, seq_length=8, train_steps=5, encoder_impl="hub", dtype=None)

@@ -36,6 +36,7 @@ def _matmul_dtypes(layer, inputs):
   return {n.attr["T"].type for n in nodes if n.op in ("MatMul", "BatchMatMulV2", "Einsum", "_FusedMatMul")}
 
 
+@pytest.mark.slow
 def test_fp32_native_equals_the_hub_layer(tiny_hub):
   handles = encoders.resolve(tiny_hub)
   inputs = _inputs(tiny_hub)
@@ -47,6 +48,7 @@ def test_fp32_native_equals_the_hub_layer(tiny_hub):
     np.testing.assert_allclose(out[key].numpy(), ref[key].numpy(), atol=1e-5, err_msg=key)
 
 
+@pytest.mark.slow
 def test_cls_only_last_layer_keeps_pooled_output_and_gradients(tiny_hub):
   # The last layer computes row 0 only: pooled_output and every weight's gradient through it are the full
   # encoder's (within float32 round-off); sequence_output shrinks to that one row.
@@ -69,6 +71,7 @@ def test_cls_only_last_layer_keeps_pooled_output_and_gradients(tiny_hub):
     np.testing.assert_allclose(g_cls.numpy(), g_full.numpy(), atol=1e-5, err_msg=w.name)
 
 
+@pytest.mark.slow
 def test_cls_only_and_full_classifiers_share_checkpoints(tiny_hub, tmp_path):
   # A checkpoint written with --cls_only_last_layer restores into a classifier without it (and gives its logits).
   handles = encoders.resolve(tiny_hub)
@@ -106,6 +109,7 @@ def configless_hub(request, tmp_path_factory):
   return act, root
 
 
+@pytest.mark.slow
 def test_activation_without_config_file_is_detected(configless_hub, caplog, policy):
   act, root = configless_hub
   handles = encoders.resolve(root)
@@ -136,6 +140,7 @@ def test_activation_without_config_file_is_detected(configless_hub, caplog, poli
   assert low.compute_dtype == "bfloat16" and low.transformer_layers[0]._inner_activation is built  # pylint: disable=protected-access
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype,low", [("bf16", tf.bfloat16), ("fp16", tf.float16)])
 def test_mixed_precision_reaches_the_encoder(tiny_hub, policy, dtype, low):
   policy(dtype)
@@ -160,6 +165,7 @@ def test_mixed_precision_reaches_the_encoder(tiny_hub, policy, dtype, low):
   assert np.isfinite(loss.numpy()) and all(g.dtype == tf.float32 for g in grads if g is not None)
 
 
+@pytest.mark.slow
 def test_jit_compiles_once_per_input_shape(tiny_hub):
   handles = encoders.resolve(tiny_hub)
   model = model_lib.build_classifier(encoders.load_encoder_layer(handles, impl="native"), 2)
@@ -185,6 +191,7 @@ def test_non_bert_saved_model_falls_back_to_hub_and_says_so(tmp_path, caplog):
   assert "falling back to the TF Hub layer, so mixed precision will not reach the encoder" in caplog.text
 
 
+@pytest.mark.slow
 def test_native_training_checkpoints_and_exports(tmp_path, tiny_hub, toy_imdb):
   run = run_train(tmp_path / "native", tiny_hub, toy_imdb, encoder_impl="native", dtype="bf16", train_steps=20,
                   export=True)
@@ -199,6 +206,7 @@ def test_native_training_checkpoints_and_exports(tmp_path, tiny_hub, toy_imdb):
   tf_keras.mixed_precision.set_global_policy("float32")
 
 
+@pytest.mark.slow
 def test_bucketed_native_xla_training_learns_on_two_replicas(tmp_path, tiny_hub, toy_imdb):
   run = run_train(tmp_path / "fast", tiny_hub, toy_imdb, encoder_impl="native", jit_compile=True,
                   bucket_boundaries="auto", num_buckets=3, num_cpu_devices=2, epochs=5)

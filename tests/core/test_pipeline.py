@@ -40,6 +40,7 @@ def _global_batches(strategy, dataset_fn, num_steps):
   return out
 
 
+@pytest.mark.slow
 def test_tokenize_keeps_order_and_labels(tokenized, tiny_hub):
   tok, split = tokenized
   assert len(tok) == len(split) == 320

@@ -21,6 +21,7 @@ def _profile_runs(logdir):
   return list(profile_plugin.ProfilePlugin(context).generate_runs())
 
 
+@pytest.mark.slow
 def test_trace_of_steps_lands_in_the_profile_tab(tmp_path, tiny_hub, toy_imdb, caplog):
   # steps_per_loop=2 over 400*0.8/16 = 20 steps/epoch: calls run 1-2, 3-4, ...; steps 2..3 span two calls.
   with caplog.at_level(logging.INFO, logger="absl"):
@@ -33,6 +34,7 @@ def test_trace_of_steps_lands_in_the_profile_tab(tmp_path, tiny_hub, toy_imdb, c
   assert "traced steps 1-4" in caplog.text
 
 
+@pytest.mark.slow
 def test_no_trace_without_the_flag(tmp_path, tiny_hub, toy_imdb):
   model_dir = run_train(tmp_path / "run", tiny_hub, toy_imdb, epochs=1, train_steps=2, steps_per_loop=2)
   assert not _profile_runs(model_dir)

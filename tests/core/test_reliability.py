@@ -40,6 +40,7 @@ def _finite(ckpt):
   return all(np.all(np.isfinite(v)) for v in values if v.dtype.kind == "f")
 
 
+@pytest.mark.slow
 def test_nan_gradient_with_finite_loss_is_never_saved(tmp_path, tiny_hub, toy_imdb, ten_step_run, monkeypatch):
   run = copy_run(ten_step_run, tmp_path / "run")  # finished at step 10
   _poison(monkeypatch, bad_calls=list(range(1, 100)))
@@ -50,6 +51,7 @@ def test_nan_gradient_with_finite_loss_is_never_saved(tmp_path, tiny_hub, toy_im
   assert tf.train.latest_checkpoint(run).endswith("ckpt-10") and _finite(tf.train.latest_checkpoint(run))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype,advice", [("fp32", "raise --warmup_fraction"), ("bf16", "try --dtype=fp32")])
 def test_divergence_before_any_checkpoint_says_so_with_advice_for_the_dtype(tmp_path, tiny_hub, toy_imdb,
                                                                            monkeypatch, dtype, advice):
@@ -60,6 +62,7 @@ def test_divergence_before_any_checkpoint_says_so_with_advice_for_the_dtype(tmp_
   assert tf.train.latest_checkpoint(str(tmp_path / "run")) is None
 
 
+@pytest.mark.slow
 def test_recovery_reloads_the_last_good_checkpoint_and_finishes(tmp_path, tiny_hub, toy_imdb, monkeypatch):
   _poison(monkeypatch, bad_calls=[13])  # step 13, in the call of steps 11-15
   run = run_train(tmp_path / "run", tiny_hub, toy_imdb, train_steps=20, recovery_max_trials=1,
@@ -71,6 +74,7 @@ def test_recovery_reloads_the_last_good_checkpoint_and_finishes(tmp_path, tiny_h
   assert tf.train.load_checkpoint(final).get_tensor("recovery/.ATTRIBUTES/VARIABLE_VALUE").tolist() == [1, 5]
 
 
+@pytest.mark.slow
 def test_recovery_gives_up_after_the_trials(tmp_path, tiny_hub, toy_imdb, monkeypatch):
   _poison(monkeypatch, bad_calls=list(range(11, 100)))  # every step after 10
   with pytest.raises(checkpointing.Diverged, match="diverged at step 1[1-5]"):

@@ -87,6 +87,7 @@ def test_splits_json_records_the_overlap_the_data_kept(tmp_path):
   assert sum(record["overlap"]["test"].values()) == 3
 
 
+@pytest.mark.slow
 def test_train_records_splits_eval_refuses_test_fraction_and_resume_refuses_other_data(tmp_path, tiny_hub):
   csv = write_csv(tmp_path / "a.csv", 40)
   run = run_train(tmp_path / "run", tiny_hub, csv, train_steps=2, batch_size=8)

@@ -25,6 +25,7 @@ def one_replica_run(tmp_path_factory, tiny_hub, toy_imdb):
   return run_train(tmp_path_factory.mktemp("r1"), tiny_hub, toy_imdb, epochs=5, export=True)
 
 
+@pytest.mark.slow
 def test_loss_falls_and_validation_learns(one_replica_run):
   train_scalars = summaries.read_scalars(os.path.join(one_replica_run, "train"))
   losses = [v for _, v in train_scalars["loss"]]
@@ -45,6 +46,7 @@ def test_event_files_hold_the_documented_tags(one_replica_run):
   assert lr[0][1] > lr[-1][1] and lr[-1][1] == pytest.approx(5e-3 / 100, rel=1e-4)
 
 
+@pytest.mark.slow
 def test_config_best_checkpoint_and_export(one_replica_run):
   import json  # pylint: disable=g-import-not-at-top
   with open(os.path.join(one_replica_run, "config.json")) as f:
@@ -60,6 +62,7 @@ def test_config_best_checkpoint_and_export(one_replica_run):
   assert out["class_name"].numpy().tolist()[:2] == [b"pos", b"neg"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dropout", [0.0, 0.3])
 def test_two_replicas_match_one_replica_on_the_same_global_batch(tmp_path, tiny_hub, toy_imdb, dropout):
   # With dropout on too: an example's mask depends on its row in the global batch, not on its replica.
@@ -76,12 +79,14 @@ def test_two_replicas_match_one_replica_on_the_same_global_batch(tmp_path, tiny_
     np.testing.assert_allclose(w1[k], w2[k], atol=2e-5, err_msg=k)
 
 
+@pytest.mark.slow
 def test_two_replicas_learn(tmp_path, tiny_hub, toy_imdb):
   run = run_train(tmp_path / "two", tiny_hub, toy_imdb, num_cpu_devices=2, epochs=3)
   val = summaries.read_scalars(os.path.join(run, "validation"))
   assert val["accuracy"][-1][1] > 0.9
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", ["fp16", "bf16"])
 def test_mixed_precision_steps_are_finite(tmp_path, tiny_hub, toy_imdb, dtype):
   run = run_train(tmp_path / dtype, tiny_hub, toy_imdb, dtype=dtype, train_steps=10, summary_every_steps=5)
@@ -90,6 +95,7 @@ def test_mixed_precision_steps_are_finite(tmp_path, tiny_hub, toy_imdb, dtype):
   assert ("loss_scale" in scalars) == (dtype == "fp16")
 
 
+@pytest.mark.slow
 def test_refuses_to_resume_a_different_model(tmp_path, tiny_hub, toy_imdb):
   run_train(tmp_path / "run", tiny_hub, toy_imdb, train_steps=5)
   with pytest.raises(ValueError, match="seq_length: saved 24, now 32"):
@@ -157,6 +163,7 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path, tiny_hub, toy_imd
   assert history[1]["changed"] == {} and history[1]["num_replicas"] == replicas
 
 
+@pytest.mark.slow
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, tiny_hub, toy_imdb, ten_step_run,
                                                                   monkeypatch):
   import dataclasses  # pylint: disable=g-import-not-at-top
@@ -170,6 +177,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, tiny
   assert tf.train.latest_checkpoint(run).endswith("ckpt-10")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("progress_every_secs", [30, 0])
 def test_a_short_run_logs_progress_early_and_draws_a_curve(tmp_path, tiny_hub, toy_imdb, caplog, monkeypatch,
                                                            progress_every_secs):

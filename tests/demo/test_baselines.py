@@ -79,6 +79,7 @@ def test_run_and_table_name_the_classes():
   json.dumps(report)  # what the CLI writes must be JSON
 
 
+@pytest.mark.slow
 def test_cli_writes_json(tmp_path):
   rows = ["text,label"] + [f"{t},{['neg', 'mid', 'pos'][y]}" for t, y in zip(*_synthetic(200, 3))]
   csv_path = tmp_path / "d.csv"

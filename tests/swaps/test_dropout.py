@@ -50,6 +50,7 @@ def _random_op_types(model, inputs):
   return {n.op for n in nodes if "Random" in n.op}
 
 
+@pytest.mark.slow
 def test_every_dropout_layer_of_a_native_classifier_uses_them(tiny_hub, tmp_path, policy):
   policy("bf16")
   handles = encoders.resolve(tiny_hub)

@@ -77,6 +77,7 @@ def _numpy_bert(t, config, ids, mask, type_ids):
   return x, pooled
 
 
+@pytest.mark.slow
 def test_encoder_matches_numpy_bert(model_dir, converted):
   _, encoder_path, preprocess_path = converted
   preprocess = hub.load(preprocess_path)

@@ -43,6 +43,7 @@ def test_word_pieces_for_unknown_words(tiny_hub):
   assert ids == [vocab["z"], vocab["##a"], vocab["##p"]]  # no word "zap": WordPiece falls back to characters
 
 
+@pytest.mark.slow
 def test_encoder_round_trips_through_keras_layer(tiny_hub):
   pre = hub.load(os.path.join(tiny_hub, "preprocess"))
   encoder = hub.KerasLayer(os.path.join(tiny_hub, "encoder"), trainable=True)

@@ -107,6 +107,7 @@ def _fake_job(tmp_path, name, seconds=0.5, exit_code=0, fail_first=False):
   return sweeps.Job(name, [("train", [sys.executable, "-c", code], str(tmp_path / f"{name}.log"))]), out
 
 
+@pytest.mark.slow
 def test_scheduler_runs_one_job_per_gpu_slot_at_once(tmp_path):
   jobs, outs = zip(*[_fake_job(tmp_path, f"j{i}", seconds=1.0) for i in range(4)])
   ends, lines = [], []

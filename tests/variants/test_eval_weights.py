@@ -149,6 +149,7 @@ def _score(model_dir, **flags_):
     return json.load(f)
 
 
+@pytest.mark.slow
 def test_training_is_untouched_by_the_average(ema_and_raw_runs):
   ema_run, raw_run = ema_and_raw_runs
   w_ema, w_raw = _weights(os.path.join(ema_run, "ckpt-8")), _weights(os.path.join(raw_run, "ckpt-8"))
@@ -158,6 +159,7 @@ def test_training_is_untouched_by_the_average(ema_and_raw_runs):
       os.path.join(raw_run, "ckpt-8")).get_variable_to_shape_map())  # raw adds nothing to checkpoints
 
 
+@pytest.mark.slow
 def test_best_checkpoint_and_validation_are_the_average(ema_and_raw_runs):
   ema_run, raw_run = ema_and_raw_runs
   best = tf.train.latest_checkpoint(os.path.join(ema_run, "best"))
@@ -194,6 +196,7 @@ def test_best_checkpoint_and_validation_are_the_average(ema_and_raw_runs):
     _score(raw_run, split="validation", checkpoint=os.path.join(raw_run, "ckpt-8"), weights_for_eval="ema")
 
 
+@pytest.mark.slow
 def test_export_holds_the_average(ema_and_raw_runs):
   ema_run, _ = ema_and_raw_runs
   best_step = int(tf.train.latest_checkpoint(os.path.join(ema_run, "best")).rsplit("-", 1)[1])
@@ -202,6 +205,7 @@ def test_export_holds_the_average(ema_and_raw_runs):
   assert result["loss"] == pytest.approx(val[best_step], rel=1e-4)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", ["fp32", "fp16"])
 def test_resume_continues_the_average_exactly(tmp_path, tiny_hub, toy_imdb, dtype):
   args = dict(RUN, weights_for_eval="ema", ema_decay=0.5, dtype=dtype, optimizer_wrapper="lookahead",
@@ -214,6 +218,7 @@ def test_resume_continues_the_average_exactly(tmp_path, tiny_hub, toy_imdb, dtyp
   assert_same_tensors(a_resumed, a_full, atol=1e-6, what="resumed vs uninterrupted moving averages")
 
 
+@pytest.mark.slow
 def test_switching_the_average_on_at_a_resume(tmp_path, tiny_hub, toy_imdb, ema_and_raw_runs, caplog):
   args = dict(RUN, **RAW_CHECKPOINTS)
   _, raw = ema_and_raw_runs

@@ -47,6 +47,7 @@ def setup(tiny_hub):
   return strategy, model, [v.numpy() for v in model.trainable_variables]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", ["fp32", "fp16"])
 @pytest.mark.parametrize("name", sorted(optim.OPTIMIZERS))
 def test_lookahead_steps_back_every_k_updates(setup, name, dtype):
@@ -78,6 +79,7 @@ def test_lookahead_steps_back_every_k_updates(setup, name, dtype):
   assert float(optim.applied_learning_rate(opt)) == float(optim.applied_learning_rate(plain_opt))
 
 
+@pytest.mark.slow
 def test_lookahead_state_is_in_the_checkpoint(setup, tmp_path):
   strategy, model, initial = setup
   rng = np.random.RandomState(1)

@@ -39,6 +39,7 @@ def _dense(grads):
   return [tf.convert_to_tensor(g).numpy() for g in grads]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("step", ["sam", "sam_global"])
 def test_sam_perturbs_by_rho_along_the_gradient_and_restores_exactly(tiny_hub, step):
   model = _model(tiny_hub)
@@ -76,6 +77,7 @@ def test_sam_perturbs_by_rho_along_the_gradient_and_restores_exactly(tiny_hub, s
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7, err_msg=v.name)
 
 
+@pytest.mark.slow
 def test_synchronised_step_in_a_nested_tf_function_is_refused(tiny_hub):
   """Why synchronised steps are traced into the replica function (steps.compiled): a nested tf.function cannot
   all-reduce under MirroredStrategy."""
@@ -97,6 +99,7 @@ def test_synchronised_step_in_a_nested_tf_function_is_refused(tiny_hub):
   np.testing.assert_allclose(float(loss), 2 * float(steps.default_step(_ctx(model), features, labels)[0]), rtol=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant, options", [("sam", dict(sam_rho=0.5)), ("fgm", dict(fgm_epsilon=2.0))])
 def test_global_form_on_two_replicas_is_the_one_replica_step_on_the_whole_batch(tiny_hub, variant, options):
   strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"],
@@ -153,6 +156,7 @@ def _one_step(model_dir, tiny_hub, toy_imdb, step, **overrides):
   return _weights(tf.train.latest_checkpoint(run)), scalars[PERTURBED[step.split("_")[0]]][0][1]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", ["sam", "fgm"])
 def test_synchronised_forms_give_the_same_update_on_1_and_2_replicas(tmp_path, tiny_hub, toy_imdb, variant):
   one, loss_one = _one_step(tmp_path / "one", tiny_hub, toy_imdb, f"{variant}_global")

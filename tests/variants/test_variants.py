@@ -61,6 +61,7 @@ def fp16_policy():
 
 
 # ---------------------------------------------------------------- 1. Gradient accumulation
+@pytest.mark.slow
 @pytest.mark.parametrize("step", ["default", "rdrop"])
 def test_k_micro_batches_give_the_update_of_one_big_batch(tiny_hub, step):
   model = _model(tiny_hub)
@@ -91,6 +92,7 @@ def test_k_micro_batches_give_the_update_of_one_big_batch(tiny_hub, step):
   np.testing.assert_allclose(fn(features, labels)[0], one[0], rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_grad_accum_under_fp16_loss_scaling(tiny_hub, fp16_policy):
   del fp16_policy
   model = _model(tiny_hub)
@@ -144,6 +146,7 @@ def test_layerwise_rates_follow_the_formula(tiny_hub):
     assert factors[name] == pytest.approx(factor, rel=1e-3), name
 
 
+@pytest.mark.slow
 def test_layer_decay_one_is_plain_adamw(tiny_hub):
   weights = []
   for name, options in (("adamw", {}), ("adamw_llrd", {"layer_decay": 1.0})):
@@ -206,6 +209,7 @@ def _recording(ctx):
   return ctx, seen
 
 
+@pytest.mark.slow
 def test_rdrop_kl_is_zero_without_dropout(tiny_hub):
   model = _model(tiny_hub, dropout=0.0)
   features, labels = _batch(4)
@@ -216,6 +220,7 @@ def test_rdrop_kl_is_zero_without_dropout(tiny_hub):
   np.testing.assert_allclose(loss, default_loss, rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_rdrop_with_dropout_matches_the_hand_computed_loss(tiny_hub):
   model = _model(tiny_hub, dropout=0.5)
   features, labels = _batch(4)
@@ -241,6 +246,7 @@ def test_rdrop_with_dropout_matches_the_hand_computed_loss(tiny_hub):
 
 
 # ---------------------------------------------------------------- 5. FGM
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", ["fp32", "fp16"])
 def test_fgm_perturbs_by_epsilon_along_the_gradient_and_restores_exactly(tiny_hub, dtype):
   if dtype == "fp16":
@@ -280,6 +286,7 @@ def test_fgm_perturbs_by_epsilon_along_the_gradient_and_restores_exactly(tiny_hu
     distribute.set_precision("fp32")
 
 
+@pytest.mark.slow
 def test_fgm_adversarial_loss_rises_by_epsilon_times_the_gradient_norm(tiny_hub):
   # To first order L(table + r) − L(table) = g·r = ε‖g‖: the perturbation is the steepest ascent of size ε.
   model = _model(tiny_hub)
@@ -292,6 +299,7 @@ def test_fgm_adversarial_loss_rises_by_epsilon_times_the_gradient_norm(tiny_hub)
   np.testing.assert_allclose(rise, epsilon * np.linalg.norm(_dense(clean[2])[index]), rtol=0.01)
 
 
+@pytest.mark.slow
 def test_fgm_in_a_tf_function_with_accumulation_and_a_frozen_table(tiny_hub):
   model = _model(tiny_hub)
   features, labels = _batch(4)
@@ -325,6 +333,7 @@ def test_label_smoothing_matches_the_closed_form():
   np.testing.assert_allclose(losses.LOSSES["softmax_ce_smoothed"].per_example(labels, logits), plain, rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_the_step_trains_on_the_smoothed_loss(tiny_hub):
   model = _model(tiny_hub, num_logits=3)
   features, labels = _batch(4, num_classes=3)

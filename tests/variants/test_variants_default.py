@@ -79,6 +79,7 @@ def seeded_assets(tmp_path_factory):
   return build_assets(str(tmp_path_factory.mktemp("seeded")))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("run", sorted(RUNS))
 def test_default_step_matches_the_pre_refactor_loop(tmp_path, seeded_assets, run):
   from absl import flags  # pylint: disable=g-import-not-at-top

@@ -47,6 +47,7 @@ def _train(model_dir, tiny_hub, toy_imdb, **overrides):
   return run_train(model_dir, tiny_hub, toy_imdb, **args)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("combo", list(COMBOS))
 def test_variants_train_on_two_replicas_and_resume_exactly(tmp_path, tiny_hub, toy_imdb, combo):
   variant_flags = COMBOS[combo]
@@ -94,6 +95,7 @@ def _check_frozen(ckpt, tiny_hub, variant_flags):
       np.testing.assert_array_equal(v.numpy(), before[v.name], err_msg=v.name)
 
 
+@pytest.mark.slow
 def test_grad_accum_on_two_replicas_gives_the_one_replica_update(tmp_path, tiny_hub, toy_imdb):
   one = _train(tmp_path / "one", tiny_hub, toy_imdb, train_steps=1, num_cpu_devices=1)
   accum = _train(tmp_path / "accum", tiny_hub, toy_imdb, train_steps=1, grad_accum_steps=4)  # 2 x 4 x 2 examples
@@ -107,6 +109,7 @@ def test_grad_accum_on_two_replicas_gives_the_one_replica_update(tmp_path, tiny_
                       atol=2e-5, what="2 replicas x 4 micro-batches vs 1 replica")
 
 
+@pytest.mark.slow
 def test_fp16_loss_scaling_with_fgm_and_grad_accum(tmp_path, tiny_hub, toy_imdb):
   run = _train(tmp_path / "run", tiny_hub, toy_imdb, dtype="fp16", train_steps=4, step="fgm", fgm_epsilon=0.5,
                grad_accum_steps=2)
