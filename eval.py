@@ -44,6 +44,7 @@ from bertclf import pipeline
 from bertclf import run_config
 from bertclf import splits
 from bertclf import summaries
+from bertclf import token_cache
 from bertclf.tools import predictions
 
 FLAGS = flags.FLAGS
@@ -78,8 +79,12 @@ class CheckpointScorer:
                  path)
     return _step_of(path)
 
-  def tokenize(self, split):
-    return pipeline.tokenize(split, self.preprocess, self.cfg["seq_length"], self.cfg["tokenize_batch_size"])
+  def tokenize(self, split, name=None):
+    """Token ids of a split; a named split (one of the data's) goes through the run's --token_cache."""
+    cfg = self.cfg
+    cache = token_cache.TokenCache.from_flag(cfg["token_cache"], self.handles.preprocess, cfg["seq_length"])
+    return pipeline.tokenize(split, self.preprocess, self.cfg["seq_length"], self.cfg["tokenize_batch_size"],
+                             cache if name else None, name or "given")
 
   def probabilities(self, texts):
     split = data.Split(list(texts), np.zeros(len(texts), np.int32))
@@ -195,7 +200,7 @@ def _main(_):
             encoder=(saved or {}).get("encoder_handle"), overlap=overlap)
     return
   scorer = CheckpointScorer(cfg, saved["class_names"])
-  tokenized = scorer.tokenize(split)
+  tokenized = scorer.tokenize(split, FLAGS.split)
   if not FLAGS.watch:
     step = scorer.restore(chosen.path)
     metrics, probs = scorer.score(tokenized)

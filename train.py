@@ -40,6 +40,7 @@ from bertclf import run_config
 from bertclf import splits
 from bertclf.swaps import steps
 from bertclf import summaries
+from bertclf import token_cache
 
 FLAGS = flags.FLAGS
 # A progress line at least this often (and after the first call), whatever --log_every_steps says: a short or slow
@@ -74,8 +75,11 @@ def main(argv):
   if (problem := loss_def.check(num_classes)):
     raise errors.UserError(problem)
   preprocess = encoders.load_preprocess(handles)
-  train_data = pipeline.tokenize(text_data.train, preprocess, FLAGS.seq_length, FLAGS.tokenize_batch_size)
-  val_data = pipeline.tokenize(text_data.validation, preprocess, FLAGS.seq_length, FLAGS.tokenize_batch_size)
+  cache = token_cache.TokenCache.from_flag(FLAGS.token_cache, handles.preprocess, FLAGS.seq_length)
+  train_data = pipeline.tokenize(text_data.train, preprocess, FLAGS.seq_length, FLAGS.tokenize_batch_size, cache,
+                                 "training")
+  val_data = pipeline.tokenize(text_data.validation, preprocess, FLAGS.seq_length, FLAGS.tokenize_batch_size, cache,
+                               "validation")
   steps_per_epoch = pipeline.steps_per_epoch(len(train_data), G)
   total_steps = FLAGS.train_steps or FLAGS.epochs * steps_per_epoch
   warmup_steps = int(FLAGS.warmup_fraction * total_steps)

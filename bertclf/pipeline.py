@@ -14,6 +14,7 @@ batch is the same set of examples whatever the number of replicas or workers: wo
 global batch and hands consecutive per-replica slices to its replicas.
 """
 import dataclasses
+import os
 import time
 
 import numpy as np
@@ -50,9 +51,21 @@ def make_tokenize_fn(preprocess, seq_length):
   return tokenize
 
 
-def tokenize(split, preprocess, seq_length, batch_size=256):
-  """Tokenizes a `bertclf.data.Split` in tf.data on the host and returns it as a `Tokenized`."""
+def tokenize(split, preprocess, seq_length, batch_size=256, cache=None, name="split"):
+  """Tokenizes a `bertclf.data.Split` in tf.data on the host and returns it as a `Tokenized`.
+
+  With a `bertclf.token_cache.TokenCache`, a split tokenized before by the same preprocessing model to the same
+  length is read from it instead, and a new one is written to it; `name` is the split's name in the log lines.
+  """
   start = time.time()
+  labels = np.asarray(split.labels, np.int32)
+  key = cache.key(split) if cache is not None else None
+  features = cache.load(key, len(split)) if cache is not None else None
+  if features is not None:
+    out = Tokenized(features, labels)
+    logging.info("Token cache hit for the %s split: %d examples from %s in %.1fs.", name, len(out),
+                 os.path.join(cache.root, key), time.time() - start)
+    return out
   tokenize_fn = make_tokenize_fn(preprocess, seq_length)
   ds = tf.data.Dataset.from_tensor_slices(tf.constant(split.texts, tf.string)).batch(batch_size)
   ds = ds.map(tokenize_fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
@@ -64,11 +77,13 @@ def tokenize(split, preprocess, seq_length, batch_size=256):
         chunks[k].append(batch[k].numpy())
   features = {k: np.concatenate(v).astype(np.int32) if v else np.zeros([0, seq_length], np.int32)
               for k, v in chunks.items()}
-  out = Tokenized(features, np.asarray(split.labels, np.int32))
+  out = Tokenized(features, labels)
   truncated = int((out.lengths == seq_length).sum())
-  logging.info("Tokenized %d texts in %.1fs: mean %.1f tokens, %d (%.1f%%) filled all %d positions "
-               "(maybe truncated).", len(out), time.time() - start, out.lengths.mean() if len(out) else 0,
+  logging.info("Tokenized %d texts of the %s split in %.1fs: mean %.1f tokens, %d (%.1f%%) filled all %d positions "
+               "(maybe truncated).", len(out), name, time.time() - start, out.lengths.mean() if len(out) else 0,
                truncated, 100.0 * truncated / max(len(out), 1), seq_length)
+  if cache is not None:
+    logging.info("Token cache miss for the %s split: wrote %s.", name, cache.store(key, features))
   return out
 
 

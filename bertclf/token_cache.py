@@ -1,0 +1,136 @@
+"""A persistent cache of tokenized splits, shared by runs, eval.py, sweeps and workers (--token_cache).
+
+Tokenizing is the slow part of a start on large data (the preprocessing model runs over every text), and every run
+of a sweep, every worker and every eval.py would otherwise redo it. A tokenized split is stored under
+`<--token_cache>/<key>/`, where the key is a SHA-256 over:
+  * the split itself: every text and label, in order (so any change of file, split rule, seed, duplicate dropping
+    or class list gives another key: what was split off is what is hashed),
+  * the preprocessing model: a tfhub.dev handle as given (published versions do not change), a local SavedModel
+    by the contents of its files,
+  * --seq_length and this file's FORMAT.
+Each feature is one `.npy` array [N, T] in the narrowest unsigned integer type that holds its values (word ids
+fit uint16 for vocabularies up to 65,536; the mask and segment ids uint8), read back as int32, so an entry takes
+about 4 bytes a position instead of 12.
+
+Several processes may build the same entry at once (two workers, two sweep runs): each writes a folder of its own
+and renames it into place; a rename onto an entry that exists fails, and the loser drops its copy. A reader never
+sees a half-written entry. Entries are never changed after that; delete the folder to reclaim space.
+"""
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+
+import numpy as np
+
+import bertclf  # noqa: F401  (selects tf_keras before TensorFlow loads)
+from absl import logging
+
+from bertclf import errors
+
+FORMAT = 1
+OFF = "off"
+
+
+def _update_with_tree(digest, root):
+  """Hashes every file under root (relative path, size, contents), in a fixed order."""
+  for folder, dirs, files in os.walk(root):
+    dirs.sort()
+    for name in sorted(files):
+      path = os.path.join(folder, name)
+      digest.update(os.path.relpath(path, root).encode() + b"\0" + str(os.path.getsize(path)).encode() + b"\0")
+      with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):  # pylint: disable=cell-var-from-loop
+          digest.update(chunk)
+
+
+def preprocess_identity(handle):
+  """What names a preprocessing model's tokenization: a hash of a local SavedModel's files, or a remote handle."""
+  if os.path.isdir(handle):
+    digest = hashlib.sha256(b"local preprocessing SavedModel\0")
+    _update_with_tree(digest, handle)
+    return "sha256:" + digest.hexdigest()
+  return "handle:" + handle
+
+
+class TokenCache:
+  """Tokenized splits under `root`, for one preprocessing model and sequence length."""
+
+  def __init__(self, root, preprocess_handle, seq_length):
+    self.root = os.path.abspath(os.path.expanduser(root))
+    self.seq_length = seq_length
+    self.preprocess_handle = preprocess_handle
+    self._identity = None  # hashed on first use: a run with nothing to look up hashes nothing
+
+  @classmethod
+  def from_flag(cls, value, preprocess_handle, seq_length):
+    """None for --token_cache=off (or empty), else the cache at that folder."""
+    if not value or value == OFF:
+      return None
+    return cls(value, preprocess_handle, seq_length)
+
+  def key(self, split):
+    """The entry name of a `bertclf.data.Split` tokenized by this cache's model to its seq_length."""
+    if self._identity is None:
+      self._identity = preprocess_identity(self.preprocess_handle)
+    digest = hashlib.sha256(f"bertclf token cache {FORMAT}\0{self._identity}\0{self.seq_length}\0".encode())
+    digest.update(f"{len(split.texts)}\0".encode())
+    for text in split.texts:
+      data = text.encode("utf-8", "surrogatepass")
+      digest.update(len(data).to_bytes(8, "little"))
+      digest.update(data)
+    digest.update(np.ascontiguousarray(split.labels, np.int64).tobytes())
+    return digest.hexdigest()[:40]
+
+  def load(self, key, num_examples):
+    """{feature: int32 [N, T]} of an entry, or None when there is none (or it is not what the key promises)."""
+    folder = os.path.join(self.root, key)
+    try:
+      with open(os.path.join(folder, "meta.json")) as f:
+        meta = json.load(f)
+      features = {name: np.load(os.path.join(folder, f"{name}.npy")).astype(np.int32) for name in meta["features"]}
+    except FileNotFoundError:
+      return None
+    except (OSError, ValueError, KeyError) as e:
+      logging.warning("Token cache entry %s cannot be read (%s): tokenizing again.", folder, e)
+      return None
+    shapes = {name: v.shape for name, v in features.items()}
+    if meta.get("format") != FORMAT or any(s != (num_examples, self.seq_length) for s in shapes.values()):
+      logging.warning("Token cache entry %s holds %s, not [%d, %d] arrays: tokenizing again.", folder, shapes,
+                      num_examples, self.seq_length)
+      return None
+    return features
+
+  def store(self, key, features):
+    """Writes an entry (a folder of its own, renamed into place); returns its folder."""
+    folder = os.path.join(self.root, key)
+    try:
+      os.makedirs(self.root, exist_ok=True)
+      tmp = tempfile.mkdtemp(prefix=f".{key}.", dir=self.root)
+    except OSError as e:
+      raise errors.UserError(f"--token_cache={self.root}: cannot write there ({e.strerror}); give a writable "
+                             "folder or --token_cache=off.") from e
+    try:
+      for name, values in features.items():
+        np.save(os.path.join(tmp, f"{name}.npy"), values.astype(_narrowest(values)))
+      with open(os.path.join(tmp, "meta.json"), "w") as f:
+        json.dump({"format": FORMAT, "features": sorted(features), "num_examples": len(next(iter(features.values()))),
+                   "seq_length": self.seq_length, "preprocess": self.preprocess_handle, "written": time.time()}, f)
+      try:
+        os.rename(tmp, folder)
+      except OSError:  # another process renamed its copy into place first: the same content, keep that one
+        if not os.path.isdir(folder):
+          raise
+    finally:
+      shutil.rmtree(tmp, ignore_errors=True)
+    return folder
+
+
+def _narrowest(values):
+  """The smallest unsigned integer type that holds every value of a non-negative int array, else int32."""
+  if values.size == 0 or values.min() < 0:
+    return np.int32
+  top = values.max()
+  return np.uint8 if top < 1 << 8 else np.uint16 if top < 1 << 16 else np.int32

@@ -1,0 +1,98 @@
+"""--token_cache: the key covers what tokenization depends on, entries read back exactly and appear atomically, and
+train.py/eval.py runs that share a cache tokenize once and train the same weights."""
+import concurrent.futures
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from bertclf import data
+from bertclf import encoders
+from bertclf import pipeline
+from bertclf import token_cache
+from harness import _weights
+from harness import assert_same_tensors
+from harness import run_eval
+from harness import run_train
+
+
+def _split(texts, labels=None):
+  return data.Split(list(texts), np.asarray(labels if labels is not None else [0] * len(texts), np.int32))
+
+
+@pytest.fixture(scope="module")
+def preprocess_dir(tiny_hub):
+  return encoders.resolve(tiny_hub).preprocess
+
+
+def test_key_changes_with_every_input_of_tokenization(tmp_path, preprocess_dir):
+  cache = token_cache.TokenCache(tmp_path, preprocess_dir, 16)
+  base = cache.key(_split(["a film", "a book"], [0, 1]))
+  assert cache.key(_split(["a film", "a book"], [0, 1])) == base  # a pure function of its inputs
+  others = [
+      cache.key(_split(["a film", "a book!"], [0, 1])),  # one text
+      cache.key(_split(["a book", "a film"], [1, 0])),  # the order
+      cache.key(_split(["a film", "a book"], [1, 1])),  # one label
+      cache.key(_split(["a filma", " book"], [0, 1])),  # text boundaries, same characters
+      token_cache.TokenCache(tmp_path, preprocess_dir, 24).key(_split(["a film", "a book"], [0, 1])),  # length
+  ]
+  copy = shutil.copytree(preprocess_dir, tmp_path / "pre")  # the same model elsewhere: the same key
+  assert token_cache.TokenCache(tmp_path, str(copy), 16).key(_split(["a film", "a book"], [0, 1])) == base
+  vocab = next(p for p in (copy / "assets").iterdir() if p.name.endswith(".txt"))
+  vocab.write_text(vocab.read_text() + "extra\n")  # another vocabulary: another tokenization
+  others.append(token_cache.TokenCache(tmp_path, str(copy), 16).key(_split(["a film", "a book"], [0, 1])))
+  assert len(set(others + [base])) == len(others) + 1, others
+
+
+def test_entries_read_back_exactly_and_appear_whole(tmp_path, preprocess_dir):
+  cache = token_cache.TokenCache(tmp_path / "cache", preprocess_dir, 4)
+  features = {"input_word_ids": np.array([[101, 70000, 5, 0], [101, 7, 102, 0]], np.int32),  # 70000: int32 kept
+              "input_mask": np.array([[1, 1, 1, 0], [1, 1, 1, 0]], np.int32),
+              "input_type_ids": np.zeros([2, 4], np.int32)}
+  small = dict(features, input_word_ids=features["input_word_ids"] % 30000)
+  assert cache.load("k", 2) is None  # nothing there yet
+  with concurrent.futures.ThreadPoolExecutor(4) as pool:  # four writers of the same entry at once
+    folders = list(pool.map(lambda _: cache.store("k", small), range(4)))
+  assert len(set(folders)) == 1 and os.listdir(tmp_path / "cache") == ["k"]  # no temporary folder left
+  got = cache.load("k", 2)
+  assert {k: v.dtype for k, v in got.items()} == {k: np.dtype(np.int32) for k in features}
+  assert_same_tensors(got, small, what="read back")
+  assert np.load(os.path.join(folders[0], "input_word_ids.npy")).dtype == np.uint16  # 2 bytes a position
+  assert np.load(os.path.join(folders[0], "input_mask.npy")).dtype == np.uint8
+  cache.store("wide", features)
+  assert_same_tensors(cache.load("wide", 2), features, what="int32 ids read back")
+  assert cache.load("k", 3) is None  # not what the key promises (3 examples): tokenized again, with a warning
+
+
+def test_tokenize_reads_the_cache_instead_of_the_model(tmp_path, tiny_hub):
+  handles = encoders.resolve(tiny_hub)
+  preprocess = encoders.load_preprocess(handles)
+  split = _split(["a great film", "dull", "the best film of the year, by far"], [1, 0, 1])
+  cache = token_cache.TokenCache(tmp_path, handles.preprocess, 8)
+  first = pipeline.tokenize(split, preprocess, 8, cache=cache)
+  again = pipeline.tokenize(split, None, 8, cache=cache)  # no model at all: only the cache can answer
+  assert_same_tensors(again.features, first.features, what="cached vs tokenized")
+  assert_same_tensors(first.features, pipeline.tokenize(split, preprocess, 8).features, what="with vs without cache")
+  np.testing.assert_array_equal(again.labels, [1, 0, 1])
+
+
+@pytest.mark.slow
+def test_runs_and_eval_share_the_cache_and_train_the_same_weights(tmp_path, tiny_hub, toy_imdb, caplog):
+  cache_dir = str(tmp_path / "tokens")
+  caplog.clear()
+  first = run_train(tmp_path / "first", tiny_hub, toy_imdb, train_steps=4, token_cache=cache_dir, verbosity=0)
+  misses = [m for m in caplog.messages if m.startswith("Token cache miss")]
+  assert len(misses) == 2 and len(os.listdir(cache_dir)) == 2, caplog.messages  # training and validation
+  caplog.clear()
+  second = run_train(tmp_path / "second", tiny_hub, toy_imdb, train_steps=4, token_cache=cache_dir, verbosity=0)
+  assert [m.split(":")[0] for m in caplog.messages if m.startswith("Token cache")] == [
+      "Token cache hit for the training split", "Token cache hit for the validation split"], caplog.messages
+  assert not any(m.startswith("Tokenized") for m in caplog.messages)
+  assert_same_tensors(_weights(os.path.join(second, "ckpt-4")), _weights(os.path.join(first, "ckpt-4")),
+                      what="a run from the cache vs the run that wrote it")
+  for expected in ("miss", "hit"):  # eval.py takes the run's --token_cache from its config.json
+    caplog.clear()
+    run_eval(model_dir=second, plots="false", eval_checkpoint="latest", verbosity=0)
+    assert any(m.startswith(f"Token cache {expected} for the test split") for m in caplog.messages), caplog.messages
+  assert len(os.listdir(cache_dir)) == 3
