@@ -1,5 +1,6 @@
 """sweep.py and compare.py end to end: 2 configs x 2 seeds of real train.py + eval.py runs on the tiny encoder,
-one of them stopped with SIGTERM mid-training and continued by the sweep; then a rerun skips everything."""
+one of them stopped with SIGTERM mid-training and continued by the sweep, all sharing one token cache; then a rerun
+skips everything."""
 import json
 import os
 import re
@@ -23,7 +24,8 @@ STEPS = 120
 def _sweep(sweep_dir, tiny_hub, toy_imdb):
   train_args = (f"--dataset={toy_imdb} --encoder={tiny_hub} --seq_length=16 --batch_size=16 --learning_rate=5e-3 "
                 f"--train_steps={STEPS} --steps_per_loop=2 --log_every_steps=2 --summary_every_steps=40 "
-                "--checkpoint_every_steps=40 --export=false --encoder_dropout=false")
+                "--checkpoint_every_steps=40 --export=false --encoder_dropout=false "
+                f"--token_cache={sweep_dir.parent / 'tokens'}")
   # Fake GPU ids: two runs at once, each with its own CUDA_VISIBLE_DEVICES (on a CPU host the runs use the CPU).
   return [sys.executable, os.path.join(ROOT, "sweep.py"), f"--sweep_dir={sweep_dir}", "--seeds=0,1",
           f"--train_args={train_args}", "--config=a: --dropout=0.0", "--config=b: --dropout=0.2", "--gpus=0,1",
@@ -72,6 +74,11 @@ def test_sweep_runs_resumes_skips_and_compares(tmp_path, tiny_hub, toy_imdb):
       assert np.mean(probs.argmax(-1) == labels) == result["accuracy"]  # the file is what eval.py scored
       results[(config, seed)] = result
   assert sorted(os.listdir(sweep_dir / "hparams" / "a")) == ["seed_0", "seed_1"]
+  # One token cache for the whole sweep: the training, validation and test splits once each; runs that started
+  # after the first ones read them.
+  assert len(os.listdir(sweep_dir.parent / "tokens")) == 3
+  logs = [(sweep_dir / c / f"seed_{s}" / "train.log").read_text() for c in ("a", "b") for s in (0, 1)]
+  assert sum("Token cache hit for the training split" in text for text in logs) >= 2, [tail(t) for t in logs]
 
   rerun = subprocess.run(_sweep(sweep_dir, tiny_hub, toy_imdb), capture_output=True, text=True, cwd=ROOT,
                          timeout=120)
