@@ -19,7 +19,7 @@ $(STAMP): requirements.txt requirements-demo.txt
 setup: $(STAMP)
 
 # In TEST_WORKERS pytest processes (pytest-xdist; worksteal balances the long tests). docs/TESTING.md.
-TEST_WORKERS ?= 2
+TEST_WORKERS ?= 3
 
 test: $(STAMP)
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist worksteal
