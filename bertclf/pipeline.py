@@ -2,10 +2,12 @@
 
 Two stages:
 1. `tokenize`: a tf.data pipeline maps the TF Hub preprocessing model over batches of raw strings
-   (parallel calls, on the host CPU) and keeps the result in host memory. That is the cache: later epochs,
-   evaluations and resumed runs never tokenize again within a process.
+   (parallel calls, on the host CPU) and keeps the result in host memory, compactly (`Tokenized`: 2 bytes a
+   position). Later epochs and evaluations never tokenize again within a process, and with --token_cache later
+   processes read it from disk (bertclf/token_cache.py).
 2. `train_dataset_fn` / `eval_dataset_fn`: functions for `strategy.distribute_datasets_from_function` that
-   gather those ids by index, so only int32 token tensors reach the replicas.
+   gather those ids by index and build each batch's int32 features, so only int32 token tensors reach the
+   replicas.
 
 The training order is a pure function of (seed, step): epoch e visits a permutation drawn from seed (seed, e),
 and step s is batch s % steps_per_epoch of epoch s // steps_per_epoch. Resuming at step s therefore continues
@@ -28,19 +30,87 @@ from bertclf import errors
 FEATURES = ("input_word_ids", "input_mask", "input_type_ids")
 
 
+def narrowest(values):
+  """The smallest unsigned integer type that holds every value of a non-negative int array, else int32."""
+  if values.size == 0 or values.min() < 0:
+    return np.int32
+  top = values.max()
+  return np.uint8 if top < 1 << 8 else np.uint16 if top < 1 << 16 else np.int32
+
+
 @dataclasses.dataclass
 class Tokenized:
-  """One split, tokenized: int32 arrays [N, T] per feature, and labels [N]."""
-  features: dict
-  labels: np.ndarray
+  """One split, tokenized, held compactly: word ids [N, T] in the narrowest integer type that holds them (uint16
+  for vocabularies up to 65,536), real lengths [N] and labels [N].
+
+  A single text packs to a mask of 1 on its first `length` positions and segment ids of 0; those two features
+  are therefore rebuilt per batch from the lengths instead of being stored, so an example takes 2 bytes a
+  position instead of 12 as three int32 arrays (256 bytes instead of 1,536 at --seq_length=128). A feature that
+  is not of that form (another preprocessing model's packing) is kept whole in `stored`, in its narrowest type.
+  """
+  word_ids: np.ndarray  # [N, T] uint8 / uint16 / int32
+  lengths: np.ndarray  # [N] int32: real tokens, [CLS] and [SEP] included (through the mask's last 1)
+  labels: np.ndarray  # [N] int32
+  stored: dict = dataclasses.field(default_factory=dict)  # {"input_mask" / "input_type_ids": [N, T]}
 
   def __len__(self):
     return len(self.labels)
 
   @property
-  def lengths(self):
-    """Real (non-padding) tokens per example, [CLS] and [SEP] included: [N]."""
-    return self.features["input_mask"].sum(axis=1)
+  def seq_length(self):
+    return self.word_ids.shape[1]
+
+  @classmethod
+  def from_features(cls, features, labels):
+    """From the preprocessing model's {feature: [N, T]} (any integer type)."""
+    mask, types = features["input_mask"], features["input_type_ids"]
+    real = mask != 0  # [N, T]
+    # Positions up to the last real one: the mask's sum for a single text, and what buckets must keep.
+    lengths = np.where(real.any(axis=1), mask.shape[1] - np.argmax(real[:, ::-1], axis=1), 0).astype(np.int32)
+    prefix = np.arange(mask.shape[1])[None, :] < lengths[:, None]  # [N, T] what a single text's mask is
+    stored = {}
+    if not np.array_equal(mask, prefix.astype(mask.dtype)):
+      stored["input_mask"] = mask
+    if types.any():
+      stored["input_type_ids"] = types
+    word_ids = features["input_word_ids"]
+    return cls(word_ids.astype(narrowest(word_ids)), lengths, np.asarray(labels, np.int32),
+               {k: v.astype(narrowest(v)) for k, v in stored.items()})
+
+  @classmethod
+  def concatenate(cls, parts, labels):
+    """Tokenized chunks of one split, in order, as one (labels: [N] of the whole split)."""
+    if not parts:
+      raise ValueError("no chunks")
+    stored = {}
+    for name in sorted({k for p in parts for k in p.stored}):  # a feature stored by one chunk, stored for all
+      stored[name] = np.concatenate([p.stored[name] if name in p.stored else p.derived(name) for p in parts])
+      stored[name] = stored[name].astype(narrowest(stored[name]))
+    word_ids = np.concatenate([p.word_ids for p in parts])  # promotes to the widest chunk's type
+    return cls(word_ids, np.concatenate([p.lengths for p in parts]), np.asarray(labels, np.int32), stored)
+
+  def derived(self, name):
+    """A feature that is not stored, as a single text gives it: [N, T] int32."""
+    if name == "input_mask":
+      return (np.arange(self.seq_length)[None, :] < self.lengths[:, None]).astype(np.int32)
+    return np.zeros(self.word_ids.shape, np.int32)
+
+  @property
+  def features(self):
+    """{feature: int32 [N, T]}, the preprocessing model's output, built whole (the pipeline builds it per batch)."""
+    out = {"input_word_ids": self.word_ids.astype(np.int32)}
+    for name in FEATURES[1:]:
+      out[name] = self.stored[name].astype(np.int32) if name in self.stored else self.derived(name)
+    return out
+
+  def arrays(self):
+    """What the token cache stores: {name: array} (labels are the split's, not stored)."""
+    return {"word_ids": self.word_ids, "lengths": self.lengths, **self.stored}
+
+  @classmethod
+  def from_arrays(cls, arrays, labels):
+    stored = {k: v for k, v in arrays.items() if k in FEATURES}
+    return cls(arrays["word_ids"], arrays["lengths"].astype(np.int32), np.asarray(labels, np.int32), stored)
 
 
 def make_tokenize_fn(preprocess, seq_length):
@@ -56,13 +126,14 @@ def tokenize(split, preprocess, seq_length, batch_size=256, cache=None, name="sp
 
   With a `bertclf.token_cache.TokenCache`, a split tokenized before by the same preprocessing model to the same
   length is read from it instead, and a new one is written to it; `name` is the split's name in the log lines.
+  Each batch is made compact as it arrives, so the int32 output of the model is never held for the whole split.
   """
   start = time.time()
   labels = np.asarray(split.labels, np.int32)
   key = cache.key(split) if cache is not None else None
-  features = cache.load(key, len(split)) if cache is not None else None
-  if features is not None:
-    out = Tokenized(features, labels)
+  arrays = cache.load(key, len(split)) if cache is not None else None
+  if arrays is not None:
+    out = Tokenized.from_arrays(arrays, labels)
     logging.info("Token cache hit for the %s split: %d examples from %s in %.1fs.", name, len(out),
                  os.path.join(cache.root, key), time.time() - start)
     return out
@@ -70,20 +141,20 @@ def tokenize(split, preprocess, seq_length, batch_size=256, cache=None, name="sp
   ds = tf.data.Dataset.from_tensor_slices(tf.constant(split.texts, tf.string)).batch(batch_size)
   ds = ds.map(tokenize_fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   ds = ds.prefetch(tf.data.AUTOTUNE)
-  chunks = {k: [] for k in FEATURES}
+  parts = []
   with tf.device("/cpu:0"):
     for batch in ds:
-      for k in FEATURES:
-        chunks[k].append(batch[k].numpy())
-  features = {k: np.concatenate(v).astype(np.int32) if v else np.zeros([0, seq_length], np.int32)
-              for k, v in chunks.items()}
-  out = Tokenized(features, labels)
+      parts.append(Tokenized.from_features({k: batch[k].numpy() for k in FEATURES}, labels[:0]))
+  if not parts:
+    empty = np.zeros([0, seq_length], np.int32)
+    parts = [Tokenized.from_features(dict.fromkeys(FEATURES, empty), labels[:0])]
+  out = Tokenized.concatenate(parts, labels)
   truncated = int((out.lengths == seq_length).sum())
   logging.info("Tokenized %d texts of the %s split in %.1fs: mean %.1f tokens, %d (%.1f%%) filled all %d positions "
                "(maybe truncated).", len(out), name, time.time() - start, out.lengths.mean() if len(out) else 0,
                truncated, 100.0 * truncated / max(len(out), 1), seq_length)
   if cache is not None:
-    logging.info("Token cache miss for the %s split: wrote %s.", name, cache.store(key, features))
+    logging.info("Token cache miss for the %s split: wrote %s.", name, cache.store(key, out.arrays()))
   return out
 
 
@@ -91,23 +162,30 @@ def _gather_fn(data, bucketed):
   """A per-replica batch {idx [b], weights [b], length} → ({feature: [b, length] int32}, labels [b], weights [b]).
 
   `length` is the padded length of this step's global batch: its bucket (--bucket_boundaries). Without
-  bucketing the features keep their static [b, T] shape.
+  bucketing the features keep their static [b, T] shape. The mask and segment ids are built from the lengths
+  unless the data stores them (Tokenized).
   """
-  features = {k: tf.constant(v) for k, v in data.features.items()}
+  word_ids = tf.constant(data.word_ids)  # [N, T] narrow
+  lengths = tf.constant(data.lengths)  # [N]
+  stored = {k: tf.constant(v) for k, v in data.stored.items()}
   labels = tf.constant(data.labels)
+  seq_length = data.seq_length
 
   def gather(batch):
-    ids = {k: tf.gather(v, batch["idx"]) for k, v in features.items()}
-    if bucketed:
-      ids = {k: v[:, :batch["length"]] for k, v in ids.items()}
-    return ids, tf.gather(labels, batch["idx"]), batch["weights"]
+    idx = batch["idx"]  # [b]
+    length = batch["length"] if bucketed else seq_length
+    ids = {"input_word_ids": tf.cast(tf.gather(word_ids, idx)[:, :length], tf.int32)}  # [b, L]
+    ids["input_mask"] = tf.cast(tf.range(length)[None, :] < tf.gather(lengths, idx)[:, None], tf.int32)
+    ids["input_type_ids"] = tf.zeros_like(ids["input_word_ids"])
+    ids.update({k: tf.cast(tf.gather(v, idx)[:, :length], tf.int32) for k, v in stored.items()})
+    return ids, tf.gather(labels, idx), batch["weights"]
   return gather
 
 
 def _padded_length_fn(data, bucket_boundaries):
   """global batch indices [G] → the length its batch is padded to: the smallest bucket boundary that holds
   its longest example, or the full sequence length T without bucketing."""
-  seq_length = data.features["input_word_ids"].shape[1]
+  seq_length = data.seq_length
   if not bucket_boundaries:  # every batch keeps T: no per-batch work
     return lambda idx: tf.constant(seq_length, tf.int32)
   bounds = tf.constant(sorted({b for b in bucket_boundaries if b < seq_length} | {seq_length}), tf.int32)
@@ -212,7 +290,7 @@ def train_dataset_fn(data, global_batch_size, seed, start_step=0, bucket_boundar
                      f"(--batch_size={G}); lower --batch_size.")
   padded_length = _padded_length_fn(data, bucket_boundaries)
   lengths = tf.constant(data.lengths.astype(np.int32))
-  seq_length = data.features["input_word_ids"].shape[1]
+  seq_length = data.seq_length
 
   def epoch_batches(epoch):  # → dataset of this epoch's global batches, in order
     epoch_seed = _epoch_seed(seed, epoch)

@@ -8,9 +8,9 @@ of a sweep, every worker and every eval.py would otherwise redo it. A tokenized 
   * the preprocessing model: a tfhub.dev handle as given (published versions do not change), a local SavedModel
     by the contents of its files,
   * --seq_length and this file's FORMAT.
-Each feature is one `.npy` array [N, T] in the narrowest unsigned integer type that holds its values (word ids
-fit uint16 for vocabularies up to 65,536; the mask and segment ids uint8), read back as int32, so an entry takes
-about 4 bytes a position instead of 12.
+An entry holds the split as `bertclf.pipeline.Tokenized` keeps it in memory, one `.npy` array each: word ids
+[N, T] in the narrowest integer type that holds them (uint16 for vocabularies up to 65,536), lengths [N], and
+the mask or segment ids [N, T] only when they are not what a single text packs to. About 2 bytes a position.
 
 Several processes may build the same entry at once (two workers, two sweep runs): each writes a folder of its own
 and renames it into place; a rename onto an entry that exists fails, and the loser drops its copy. A reader never
@@ -30,7 +30,7 @@ from absl import logging
 
 from bertclf import errors
 
-FORMAT = 1
+FORMAT = 2
 OFF = "off"
 
 
@@ -85,26 +85,28 @@ class TokenCache:
     return digest.hexdigest()[:40]
 
   def load(self, key, num_examples):
-    """{feature: int32 [N, T]} of an entry, or None when there is none (or it is not what the key promises)."""
+    """{name: array} of an entry (Tokenized.arrays), or None when there is none (or it is not what the key
+    promises)."""
     folder = os.path.join(self.root, key)
     try:
       with open(os.path.join(folder, "meta.json")) as f:
         meta = json.load(f)
-      features = {name: np.load(os.path.join(folder, f"{name}.npy")).astype(np.int32) for name in meta["features"]}
+      arrays = {name: np.load(os.path.join(folder, f"{name}.npy")) for name in meta["arrays"]}
     except FileNotFoundError:
       return None
     except (OSError, ValueError, KeyError) as e:
       logging.warning("Token cache entry %s cannot be read (%s): tokenizing again.", folder, e)
       return None
-    shapes = {name: v.shape for name, v in features.items()}
-    if meta.get("format") != FORMAT or any(s != (num_examples, self.seq_length) for s in shapes.values()):
-      logging.warning("Token cache entry %s holds %s, not [%d, %d] arrays: tokenizing again.", folder, shapes,
-                      num_examples, self.seq_length)
+    shapes = {name: v.shape for name, v in arrays.items()}
+    expected = {name: (num_examples,) if name == "lengths" else (num_examples, self.seq_length) for name in arrays}
+    if meta.get("format") != FORMAT or shapes != expected or "word_ids" not in arrays or "lengths" not in arrays:
+      logging.warning("Token cache entry %s holds %s, not word ids [%d, %d] and lengths [%d]: tokenizing again.",
+                      folder, shapes, num_examples, self.seq_length, num_examples)
       return None
-    return features
+    return arrays
 
-  def store(self, key, features):
-    """Writes an entry (a folder of its own, renamed into place); returns its folder."""
+  def store(self, key, arrays):
+    """Writes an entry of {name: array} (a folder of its own, renamed into place); returns its folder."""
     folder = os.path.join(self.root, key)
     try:
       os.makedirs(self.root, exist_ok=True)
@@ -113,10 +115,10 @@ class TokenCache:
       raise errors.UserError(f"--token_cache={self.root}: cannot write there ({e.strerror}); give a writable "
                              "folder or --token_cache=off.") from e
     try:
-      for name, values in features.items():
-        np.save(os.path.join(tmp, f"{name}.npy"), values.astype(_narrowest(values)))
+      for name, values in arrays.items():
+        np.save(os.path.join(tmp, f"{name}.npy"), values)
       with open(os.path.join(tmp, "meta.json"), "w") as f:
-        json.dump({"format": FORMAT, "features": sorted(features), "num_examples": len(next(iter(features.values()))),
+        json.dump({"format": FORMAT, "arrays": sorted(arrays), "num_examples": len(arrays["lengths"]),
                    "seq_length": self.seq_length, "preprocess": self.preprocess_handle, "written": time.time()}, f)
       try:
         os.rename(tmp, folder)
@@ -126,11 +128,3 @@ class TokenCache:
     finally:
       shutil.rmtree(tmp, ignore_errors=True)
     return folder
-
-
-def _narrowest(values):
-  """The smallest unsigned integer type that holds every value of a non-negative int array, else int32."""
-  if values.size == 0 or values.min() < 0:
-    return np.int32
-  top = values.max()
-  return np.uint8 if top < 1 << 8 else np.uint16 if top < 1 << 16 else np.int32

@@ -109,6 +109,42 @@ def test_eval_covers_every_example_once_with_a_partial_last_batch(tokenized, rep
   np.testing.assert_array_equal(np.concatenate([b[1] for b in batches])[:320], tok.labels)
 
 
+@pytest.mark.parametrize("form", ["single_text", "two_segments", "mask_with_a_hole"])
+def test_compact_ids_rebuild_the_features_of_every_batch(form):
+  """Tokenized keeps word ids and lengths; each batch's mask and segment ids are rebuilt from them, and a
+  preprocessing model's packing that is not a single text's is stored whole instead."""
+  rng = np.random.RandomState(0)
+  T = 8  # pylint: disable=invalid-name
+  lengths = rng.randint(3, T + 1, size=40)
+  mask = (np.arange(T)[None] < lengths[:, None]).astype(np.int32)  # [40, T]
+  features = {"input_word_ids": rng.randint(1, 30000, size=[40, T]) * mask, "input_mask": mask,
+              "input_type_ids": np.zeros_like(mask)}
+  if form == "two_segments":
+    features["input_type_ids"] = (np.arange(T)[None] >= 3) * mask
+  elif form == "mask_with_a_hole":
+    features["input_mask"] = mask * (np.arange(T)[None] != 1)
+  tok = pipeline.Tokenized.from_features(features, np.arange(40) % 2)
+  assert tok.word_ids.dtype == np.uint16
+  assert sorted(tok.stored) == {"single_text": [], "two_segments": ["input_type_ids"],
+                                "mask_with_a_hole": ["input_mask"]}[form]
+  for name, values in tok.features.items():
+    np.testing.assert_array_equal(values, features[name], err_msg=name)
+  strategy = _strategy(2)
+  for boundaries in (None, [4, 6]):  # every batch at T, or cut to its bucket
+    dataset_fn, num_batches = pipeline.eval_dataset_fn(tok, 8, boundaries)
+    order = pipeline.eval_order(tok, boundaries)
+    seen = 0
+    for batch in itertools.islice(strategy.distribute_datasets_from_function(dataset_fn), num_batches):
+      got = {k: strategy.gather(v, 0).numpy() for k, v in batch[0].items()}
+      rows = order[seen:seen + 8]
+      for name, values in got.items():
+        assert values.dtype == np.int32
+        np.testing.assert_array_equal(values, features[name][rows, :values.shape[1]], err_msg=name)
+        assert not features[name][rows, values.shape[1]:].any()  # the cut holds only padding
+      seen += 8
+    assert seen == 40
+
+
 def test_too_small_training_split_is_a_clear_error(tokenized):
   tok, _ = tokenized
   with pytest.raises(ValueError, match="fewer than one global batch"):

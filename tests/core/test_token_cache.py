@@ -50,18 +50,19 @@ def test_entries_read_back_exactly_and_appear_whole(tmp_path, preprocess_dir):
   features = {"input_word_ids": np.array([[101, 70000, 5, 0], [101, 7, 102, 0]], np.int32),  # 70000: int32 kept
               "input_mask": np.array([[1, 1, 1, 0], [1, 1, 1, 0]], np.int32),
               "input_type_ids": np.zeros([2, 4], np.int32)}
-  small = dict(features, input_word_ids=features["input_word_ids"] % 30000)
+  small = pipeline.Tokenized.from_features(dict(features, input_word_ids=features["input_word_ids"] % 30000), [0, 1])
   assert cache.load("k", 2) is None  # nothing there yet
   with concurrent.futures.ThreadPoolExecutor(4) as pool:  # four writers of the same entry at once
-    folders = list(pool.map(lambda _: cache.store("k", small), range(4)))
+    folders = list(pool.map(lambda _: cache.store("k", small.arrays()), range(4)))
   assert len(set(folders)) == 1 and os.listdir(tmp_path / "cache") == ["k"]  # no temporary folder left
-  got = cache.load("k", 2)
-  assert {k: v.dtype for k, v in got.items()} == {k: np.dtype(np.int32) for k in features}
-  assert_same_tensors(got, small, what="read back")
-  assert np.load(os.path.join(folders[0], "input_word_ids.npy")).dtype == np.uint16  # 2 bytes a position
-  assert np.load(os.path.join(folders[0], "input_mask.npy")).dtype == np.uint8
-  cache.store("wide", features)
-  assert_same_tensors(cache.load("wide", 2), features, what="int32 ids read back")
+  got = pipeline.Tokenized.from_arrays(cache.load("k", 2), [0, 1])
+  assert_same_tensors(got.features, small.features, what="read back")
+  # Word ids in 2 bytes a position, lengths; the mask and segment ids are rebuilt from the lengths.
+  assert sorted(os.listdir(folders[0])) == ["lengths.npy", "meta.json", "word_ids.npy"]
+  assert np.load(os.path.join(folders[0], "word_ids.npy")).dtype == np.uint16
+  cache.store("wide", pipeline.Tokenized.from_features(features, [0, 1]).arrays())
+  assert_same_tensors(pipeline.Tokenized.from_arrays(cache.load("wide", 2), [0, 1]).features, features,
+                      what="int32 ids read back")
   assert cache.load("k", 3) is None  # not what the key promises (3 examples): tokenized again, with a warning
 
 
