@@ -30,6 +30,11 @@ from bertclf import errors
 FEATURES = ("input_word_ids", "input_mask", "input_type_ids")
 
 
+def _single_text_mask(lengths, seq_length):
+  """[N] lengths → [N, T] bool: what a single text's mask is, true on its first `length` positions."""
+  return np.arange(seq_length)[None, :] < lengths[:, None]
+
+
 def narrowest(values):
   """The smallest unsigned integer type that holds every value of a non-negative int array, else int32."""
   if values.size == 0 or values.min() < 0:
@@ -67,9 +72,8 @@ class Tokenized:
     real = mask != 0  # [N, T]
     # Positions up to the last real one: the mask's sum for a single text, and what buckets must keep.
     lengths = np.where(real.any(axis=1), mask.shape[1] - np.argmax(real[:, ::-1], axis=1), 0).astype(np.int32)
-    prefix = np.arange(mask.shape[1])[None, :] < lengths[:, None]  # [N, T] what a single text's mask is
     stored = {}
-    if not np.array_equal(mask, prefix.astype(mask.dtype)):
+    if not np.array_equal(mask, _single_text_mask(lengths, mask.shape[1]).astype(mask.dtype)):
       stored["input_mask"] = mask
     if types.any():
       stored["input_type_ids"] = types
@@ -80,8 +84,6 @@ class Tokenized:
   @classmethod
   def concatenate(cls, parts, labels):
     """Tokenized chunks of one split, in order, as one (labels: [N] of the whole split)."""
-    if not parts:
-      raise ValueError("no chunks")
     stored = {}
     for name in sorted({k for p in parts for k in p.stored}):  # a feature stored by one chunk, stored for all
       stored[name] = np.concatenate([p.stored[name] if name in p.stored else p.derived(name) for p in parts])
@@ -92,7 +94,7 @@ class Tokenized:
   def derived(self, name):
     """A feature that is not stored, as a single text gives it: [N, T] int32."""
     if name == "input_mask":
-      return (np.arange(self.seq_length)[None, :] < self.lengths[:, None]).astype(np.int32)
+      return _single_text_mask(self.lengths, self.seq_length).astype(np.int32)
     return np.zeros(self.word_ids.shape, np.int32)
 
   @property
@@ -110,7 +112,7 @@ class Tokenized:
   @classmethod
   def from_arrays(cls, arrays, labels):
     stored = {k: v for k, v in arrays.items() if k in FEATURES}
-    return cls(arrays["word_ids"], arrays["lengths"].astype(np.int32), np.asarray(labels, np.int32), stored)
+    return cls(arrays["word_ids"], np.asarray(arrays["lengths"], np.int32), np.asarray(labels, np.int32), stored)
 
 
 def make_tokenize_fn(preprocess, seq_length):
@@ -175,9 +177,11 @@ def _gather_fn(data, bucketed):
     idx = batch["idx"]  # [b]
     length = batch["length"] if bucketed else seq_length
     ids = {"input_word_ids": tf.cast(tf.gather(word_ids, idx)[:, :length], tf.int32)}  # [b, L]
-    ids["input_mask"] = tf.cast(tf.range(length)[None, :] < tf.gather(lengths, idx)[:, None], tf.int32)
-    ids["input_type_ids"] = tf.zeros_like(ids["input_word_ids"])
     ids.update({k: tf.cast(tf.gather(v, idx)[:, :length], tf.int32) for k, v in stored.items()})
+    if "input_mask" not in ids:  # a single text's: 1 on its first `length` positions
+      ids["input_mask"] = tf.cast(tf.range(length)[None, :] < tf.gather(lengths, idx)[:, None], tf.int32)
+    if "input_type_ids" not in ids:  # one segment
+      ids["input_type_ids"] = tf.zeros_like(ids["input_word_ids"])
     return ids, tf.gather(labels, idx), batch["weights"]
   return gather
 
