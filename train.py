@@ -167,6 +167,8 @@ def main(argv):
   step_def = steps.STEPS[FLAGS.step]
   ctx = steps.StepContext(model, loss_def, optimizer, G, options=variant_options,
                           variables=freezing.trainable_variables(model, FLAGS.freeze, variant_options))
+  with strategy.scope():
+    optim.build(optimizer, ctx.variables)  # before the loop's first call, which is then traced once, not twice
 
   @steps.compiled(step_def, jit_compile=FLAGS.jit_compile)  # a synchronised step is not nested: it may all-reduce
   def compute_gradients(features, labels, mask_seed, first_row):

@@ -104,6 +104,13 @@ def create_optimizer(name, learning_rate, train_steps, warmup_steps, dtype, mode
   return opt
 
 
+def build(opt, variables):
+  """Creates the optimizer's variables now (step counter, hyperparameters, slots, the wrappers' state), under the
+  strategy's scope, as its first apply_gradients would. A tf.function whose first call creates variables is traced
+  a second time, so without this the train loop (the costliest trace of a run) would be traced twice."""
+  opt._create_all_weights(variables)  # pylint: disable=protected-access  (the legacy optimizers' build; wrappers chain it)
+
+
 def learning_rate(opt):
   """The learning rate the optimizer's NEXT update will use (works through the loss-scale and WRAPPERS entries)."""
   inner = getattr(opt, "inner_optimizer", opt)

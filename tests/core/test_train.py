@@ -95,6 +95,29 @@ def test_mixed_precision_steps_are_finite(tmp_path, tiny_hub, toy_imdb, dtype):
   assert ("loss_scale" in scalars) == (dtype == "fp16")
 
 
+
+@pytest.mark.slow
+def test_the_train_loop_is_traced_once(tmp_path, tiny_hub, toy_imdb, monkeypatch):
+  """The optimizer's variables exist before the loop's first call (optim.build), so TensorFlow traces the loop once:
+  a tf.function whose first call creates variables is traced again. Here through every layer that makes variables:
+  fp16's loss scaling around AGC around Lookahead around AdamW, on 2 replicas, 2 calls of the loop."""
+  made = {}
+  real = tf.function
+
+  def recording(fn=None, **kwargs):
+    if fn is None:
+      return lambda f: recording(f, **kwargs)
+    made.setdefault(fn.__name__, []).append(real(fn, **kwargs))
+    return made[fn.__name__][-1]
+
+  monkeypatch.setattr(tf, "function", recording)
+  run_train(tmp_path / "run", tiny_hub, toy_imdb, train_steps=4, steps_per_loop=2, dtype="fp16",
+            optimizer_wrapper="lookahead,agc", num_cpu_devices=2)
+  monkeypatch.undo()
+  traces = [f.experimental_get_tracing_count() for f in made["train_loop"]]
+  assert traces == [1], f"train_loop traced {traces} times (a variable made in its first call?)"
+
+
 @pytest.mark.slow
 def test_refuses_to_resume_a_different_model(tmp_path, tiny_hub, toy_imdb):
   run_train(tmp_path / "run", tiny_hub, toy_imdb, train_steps=5)
