@@ -36,6 +36,16 @@ def pytest_collection_modifyitems(items):
       item.add_marker(pytest.mark.slow)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def shared_token_cache(tmp_path_factory):
+  """One token cache for the runs of this pytest process (harness.TOKEN_CACHE): the toy splits are tokenized once,
+  not by each of the ~60 runs (about 1 s of a 5 s run of the tiny encoder)."""
+  import harness  # pylint: disable=g-import-not-at-top
+  harness.TOKEN_CACHE = str(tmp_path_factory.mktemp("token_cache"))
+  yield harness.TOKEN_CACHE
+  harness.TOKEN_CACHE = "off"
+
+
 @pytest.fixture(scope="session")
 def tiny_hub(tmp_path_factory):
   """A 2-layer, hidden-32 BERT encoder and its preprocessing model, both TF Hub format; no dropout inside, so

@@ -18,19 +18,22 @@ import train
 
 FLAGS = flags.FLAGS
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The runs' --token_cache: a folder of this pytest process's temporary files (tests/conftest.py sets it), so each
+# split of the toy reviews is tokenized once per process and not once per run. "off" outside pytest.
+TOKEN_CACHE = "off"
 
 
 def _argv(model_dir, tiny_hub, toy_imdb, **overrides):
   """train.py's flags for a run of the tiny encoder on the toy reviews. fp32 unless a test asks otherwise: --dtype
   auto gives bf16 on a CPU with amx_bf16 or avx512_bf16 and fp32 elsewhere, and tests of learning, replicas and
-  resumes must not depend on the machine (--encoder_impl and --bucket_boundaries keep their auto defaults). No
-  token cache unless a test asks for one (tests/core/test_token_cache.py): nothing is written outside the test's
-  folders.
+  resumes must not depend on the machine (--encoder_impl and --bucket_boundaries keep their auto defaults). The
+  token cache is TOKEN_CACHE, under pytest's temporary folder: nothing is written outside it (the cache's own
+  tests are tests/core/test_token_cache.py).
   An override of None leaves that flag out (its default, e.g. dtype=None for --dtype=auto)."""
   args = dict(dataset=toy_imdb, encoder=tiny_hub, model_dir=model_dir, seq_length=24, batch_size=16,
               learning_rate=5e-3, epochs=2, steps_per_loop=5, log_every_steps=10, summary_every_steps=5,
               checkpoint_every_steps=10, dropout=0.0, encoder_dropout=False, export=False, dtype="fp32",
-              token_cache="off")
+              token_cache=TOKEN_CACHE)
   args.update(overrides)
   return [f"--{k}={v}" for k, v in args.items() if v is not None]
 
