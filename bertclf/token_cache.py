@@ -12,6 +12,17 @@ An entry holds the split as `bertclf.pipeline.Tokenized` keeps it in memory, one
 [N, T] in the narrowest integer type that holds them (uint16 for vocabularies up to 65,536), lengths [N], and
 the mask or segment ids [N, T] only when they are not what a single text packs to. About 2 bytes a position.
 
+For a dataset read from files (CSV/TSV/JSONL: --dataset, --validation_file, --test_file), a record under
+`<--token_cache>/data-<key>/` holds what loading them gave: the classes, the data report, the splits' fingerprints
+(splits.json), each split's labels and the name of its token entry. Its key hashes the files' paths and contents
+(read in 1 MB chunks), the data flags, the preprocessing model and --seq_length. A later run on the same files
+reads the record and the entries and never parses a text: its start does not grow with the number of rows beyond
+hashing the files and reading the labels. aclImdb and folders of .txt files are read each time (their texts'
+hash is the key, as above).
+
+Entries' [N, T] arrays are read memory-mapped: the pipeline gathers each batch's rows from the file, so a process
+holds the ids only in the page cache, shared with every other process on the host that reads the same entry.
+
 Several processes may build the same entry at once (two workers, two sweep runs): each writes a folder of its own
 and renames it into place; a rename onto an entry that exists fails, and the loser drops its copy. A reader never
 sees a half-written entry. Entries are never changed after that; delete the folder to reclaim space.
@@ -34,6 +45,12 @@ FORMAT = 2
 OFF = "off"
 
 
+def _update_with_file(digest, path):
+  with open(path, "rb") as f:
+    for chunk in iter(lambda: f.read(1 << 20), b""):
+      digest.update(chunk)
+
+
 def _update_with_tree(digest, root):
   """Hashes every file under root (relative path, size, contents), in a fixed order."""
   for folder, dirs, files in os.walk(root):
@@ -41,9 +58,12 @@ def _update_with_tree(digest, root):
     for name in sorted(files):
       path = os.path.join(folder, name)
       digest.update(os.path.relpath(path, root).encode() + b"\0" + str(os.path.getsize(path)).encode() + b"\0")
-      with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):  # pylint: disable=cell-var-from-loop
-          digest.update(chunk)
+      _update_with_file(digest, path)
+
+
+def _load_array(path, mapped):
+  """An .npy array, memory-mapped (read-only) when `mapped`."""
+  return np.load(path, mmap_mode="r" if mapped else None)
 
 
 def preprocess_identity(handle):
@@ -73,9 +93,7 @@ class TokenCache:
 
   def key(self, split):
     """The entry name of a `bertclf.data.Split` tokenized by this cache's model to its seq_length."""
-    if self._identity is None:
-      self._identity = preprocess_identity(self.preprocess_handle)
-    digest = hashlib.sha256(f"bertclf token cache {FORMAT}\0{self._identity}\0{self.seq_length}\0".encode())
+    digest = hashlib.sha256(f"bertclf token cache {FORMAT}\0{self._preprocess()}\0{self.seq_length}\0".encode())
     digest.update(f"{len(split.texts)}\0".encode())
     for text in split.texts:
       data = text.encode("utf-8", "surrogatepass")
@@ -85,13 +103,14 @@ class TokenCache:
     return digest.hexdigest()[:40]
 
   def load(self, key, num_examples):
-    """{name: array} of an entry (Tokenized.arrays), or None when there is none (or it is not what the key
-    promises)."""
+    """{name: array} of an entry (Tokenized.arrays; [N, T] arrays memory-mapped), or None when there is none (or it
+    is not what the key promises)."""
     folder = os.path.join(self.root, key)
     try:
       with open(os.path.join(folder, "meta.json")) as f:
         meta = json.load(f)
-      arrays = {name: np.load(os.path.join(folder, f"{name}.npy")) for name in meta["arrays"]}
+      arrays = {name: _load_array(os.path.join(folder, f"{name}.npy"), mapped=name != "lengths")
+                for name in meta["arrays"]}
     except FileNotFoundError:
       return None
     except (OSError, ValueError, KeyError) as e:
@@ -107,6 +126,46 @@ class TokenCache:
 
   def store(self, key, arrays):
     """Writes an entry of {name: array} (a folder of its own, renamed into place); returns its folder."""
+    meta = {"format": FORMAT, "arrays": sorted(arrays), "num_examples": len(arrays["lengths"]),
+            "seq_length": self.seq_length, "preprocess": self.preprocess_handle, "written": time.time()}
+    return self._write(key, arrays, meta)
+
+  def data_key(self, files, data_options):
+    """The record name of a dataset read from `files` (bertclf.data.source_files) with `data_options` (the data
+    flags, bertclf.flags.data_kwargs): their paths, sizes and contents, the options, the model and length."""
+    digest = hashlib.sha256(f"bertclf data record {FORMAT}\0{self._preprocess()}\0{self.seq_length}\0".encode())
+    digest.update(json.dumps(data_options, sort_keys=True, default=str).encode() + b"\0")
+    for path in files:
+      digest.update(path.encode("utf-8", "surrogateescape") + b"\0" + str(os.path.getsize(path)).encode() + b"\0")
+      _update_with_file(digest, path)
+    return "data-" + digest.hexdigest()[:40]
+
+  def load_data(self, key):
+    """(record, {split: labels [N] int32}) stored by store_data, or None."""
+    folder = os.path.join(self.root, key)
+    try:
+      with open(os.path.join(folder, "meta.json")) as f:
+        record = json.load(f)
+      labels = {name: np.load(os.path.join(folder, f"{name}_labels.npy")) for name in record["splits"]}
+    except FileNotFoundError:
+      return None
+    except (OSError, ValueError, KeyError) as e:
+      logging.warning("Data record %s cannot be read (%s): reading the data again.", folder, e)
+      return None
+    return (record, labels) if record.get("format") == FORMAT else None
+
+  def store_data(self, key, record, labels):
+    """Writes a dataset record: `record` (JSON: classes, report, fingerprints, {split: {entry, num_examples}})
+    and each split's labels; returns its folder."""
+    return self._write(key, {f"{name}_labels": v for name, v in labels.items()}, dict(record, format=FORMAT))
+
+  def _preprocess(self):
+    if self._identity is None:
+      self._identity = preprocess_identity(self.preprocess_handle)
+    return self._identity
+
+  def _write(self, key, arrays, meta):
+    """A folder `key` of {name}.npy arrays and meta.json, written under a temporary name and renamed into place."""
     folder = os.path.join(self.root, key)
     try:
       os.makedirs(self.root, exist_ok=True)
@@ -118,8 +177,7 @@ class TokenCache:
       for name, values in arrays.items():
         np.save(os.path.join(tmp, f"{name}.npy"), values)
       with open(os.path.join(tmp, "meta.json"), "w") as f:
-        json.dump({"format": FORMAT, "arrays": sorted(arrays), "num_examples": len(arrays["lengths"]),
-                   "seq_length": self.seq_length, "preprocess": self.preprocess_handle, "written": time.time()}, f)
+        json.dump(meta, f)
       try:
         os.rename(tmp, folder)
       except OSError:  # another process renamed its copy into place first: the same content, keep that one

@@ -12,6 +12,7 @@ from bertclf import data
 from bertclf import distribute
 from bertclf import flags as bertclf_flags
 from bertclf import pipeline
+from bertclf import token_cache
 
 
 @pytest.fixture(scope="module")
@@ -109,10 +110,12 @@ def test_eval_covers_every_example_once_with_a_partial_last_batch(tokenized, rep
   np.testing.assert_array_equal(np.concatenate([b[1] for b in batches])[:320], tok.labels)
 
 
+@pytest.mark.parametrize("mapped", [False, True], ids=["in_memory", "memory_mapped"])
 @pytest.mark.parametrize("form", ["single_text", "two_segments", "mask_with_a_hole"])
-def test_compact_ids_rebuild_the_features_of_every_batch(form):
+def test_compact_ids_rebuild_the_features_of_every_batch(form, mapped, tmp_path):
   """Tokenized keeps word ids and lengths; each batch's mask and segment ids are rebuilt from them, and a
-  preprocessing model's packing that is not a single text's is stored whole instead."""
+  preprocessing model's packing that is not a single text's is stored whole instead. The same from a token cache
+  entry, whose [N, T] arrays are memory-mapped and read per batch."""
   rng = np.random.RandomState(0)
   T = 8  # pylint: disable=invalid-name
   lengths = rng.randint(3, T + 1, size=40)
@@ -127,6 +130,10 @@ def test_compact_ids_rebuild_the_features_of_every_batch(form):
   assert tok.word_ids.dtype == np.uint16
   assert sorted(tok.stored) == {"single_text": [], "two_segments": ["input_type_ids"],
                                 "mask_with_a_hole": ["input_mask"]}[form]
+  if mapped:
+    cache = token_cache.TokenCache(tmp_path, "unused", T)
+    tok = pipeline.Tokenized.from_arrays(cache.load(os.path.basename(cache.store("k", tok.arrays())), 40), tok.labels)
+    assert isinstance(tok.word_ids, np.memmap) and all(isinstance(v, np.memmap) for v in tok.stored.values())
   for name, values in tok.features.items():
     np.testing.assert_array_equal(values, features[name], err_msg=name)
   strategy = _strategy(2)

@@ -97,3 +97,54 @@ def test_runs_and_eval_share_the_cache_and_train_the_same_weights(tmp_path, tiny
     run_eval(model_dir=second, plots="false", eval_checkpoint="latest", verbosity=0)
     assert any(m.startswith(f"Token cache {expected} for the test split") for m in caplog.messages), caplog.messages
   assert len(os.listdir(cache_dir)) == 3
+
+
+def _options(**overrides):
+  """bertclf.data.load_text_data's keyword arguments as train.py passes them (bertclf.flags.data_kwargs)."""
+  return dict(dict(cache_dir="~/.cache/bertclf", validation_file=None, test_file=None, text_column="text",
+                   label_column="label", class_names=None, encoding="utf-8", encoding_errors="strict",
+                   validation_fraction=0.25, test_fraction=0.0, drop_duplicates=False, allow_split_overlap=False,
+                   seed=42, tsv_quoting=False), **overrides)
+
+
+def test_a_csv_dataset_is_read_back_from_its_record_without_parsing_a_text(tmp_path, tiny_hub, toy_imdb,
+                                                                             monkeypatch):
+  handles = encoders.resolve(tiny_hub)
+  model = encoders.load_preprocess(handles)
+  csv_path = tmp_path / "reviews.csv"
+  csv_path.write_text("text,label\n" + "".join(f"review number {i} {'good' if i % 3 else 'bad'},{i % 2}\n"
+                                               for i in range(40)))
+  cache = token_cache.TokenCache(tmp_path / "cache", handles.preprocess, 16)
+  real_load = data.load_text_data
+  parsed = []
+  monkeypatch.setattr(data, "load_text_data", lambda *a, **k: parsed.append(a[0]) or real_load(*a, **k))
+
+  def load(path=csv_path, **overrides):
+    return pipeline.load_and_tokenize(str(path), _options(**overrides), lambda: model, 16, cache=cache)
+
+  first = load()
+  assert parsed == [str(csv_path)] and any(p.name.startswith("data-") for p in (tmp_path / "cache").iterdir())
+  again = pipeline.load_and_tokenize(str(csv_path), _options(), lambda: None, 16, cache=cache)  # no model needed
+  assert parsed == [str(csv_path)], "the second load parsed the CSV"
+  for name in ("train", "validation"):
+    got, want = getattr(again, name), getattr(first, name)
+    assert isinstance(got.word_ids, np.memmap)  # read from the entry per batch, not held whole
+    assert_same_tensors(got.features, want.features, what=f"{name} from the record vs parsed")
+    np.testing.assert_array_equal(got.labels, want.labels, err_msg=name)
+  assert (again.class_names, again.source, again.report, again.fingerprints) == \
+      (first.class_names, first.source, first.report, first.fingerprints)
+  # Whatever loading depends on is in the key: another data flag, another byte of the file; a record whose token
+  # entry is gone is read again; a folder is read each time.
+  load(validation_fraction=0.5)
+  assert len(parsed) == 2
+  csv_path.write_text(csv_path.read_text() + "one more review,1\n")
+  changed = load()
+  assert len(parsed) == 3 and len(changed.train) + len(changed.validation) == 41
+  options = {k: v for k, v in _options().items() if k != "cache_dir"}
+  record, _ = cache.load_data(cache.data_key([str(csv_path)], options))
+  shutil.rmtree(tmp_path / "cache" / record["splits"]["train"]["entry"])
+  assert len(load().train) == len(changed.train) and len(parsed) == 4
+  parsed.clear()
+  pipeline.load_and_tokenize(toy_imdb, _options(), lambda: model, 16, cache=cache)
+  pipeline.load_and_tokenize(toy_imdb, _options(), lambda: model, 16, cache=cache)
+  assert parsed == [toy_imdb] * 2
