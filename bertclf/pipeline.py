@@ -208,7 +208,10 @@ def tokenize(split, preprocess, seq_length, batch_size=256, cache=None, name="sp
                  os.path.join(cache.root, key), time.time() - start)
     return out
   tokenize_fn = make_tokenize_fn(preprocess, seq_length)
-  ds = tf.data.Dataset.from_tensor_slices(tf.constant(split.texts, tf.string)).batch(batch_size)
+  # Batches of strings from the Python list, one at a time: the split is never copied whole into a string tensor.
+  texts = split.texts
+  ds = tf.data.Dataset.from_generator(lambda: (texts[i:i + batch_size] for i in range(0, len(texts), batch_size)),
+                                      output_signature=tf.TensorSpec([None], tf.string))
   ds = ds.map(tokenize_fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   ds = ds.prefetch(tf.data.AUTOTUNE)
   parts = []
