@@ -12,13 +12,17 @@ is a fresh process; measured from its log and /proc:
   * tokenize: the "Tokenized N texts ... in Xs" line of the training split (cold) or the "Data record hit" line
     (warm: the dataset's record and token ids read from the cache, no text parsed),
   * steady ex/s: the last progress line's rate,
-  * peak RSS: the process's VmHWM (resident set high-water mark).
+  * peak RSS: the process's VmHWM (resident set high-water mark), which counts the pages of the memory-mapped
+    token cache that the run touched (shared page cache, which the kernel can drop and reread);
+  * peak private: the highest RssAnon sampled every 0.2 s (memory of this process alone: Python objects,
+    arrays, TensorFlow's buffers).
 """
 import csv
 import os
 import re
 import subprocess
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from anywhere
@@ -71,25 +75,34 @@ def run(csv_path, cache, model_dir):
          *FLAGS.extra]
   start = time.time()
   proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
-  first_step, lines, peak_kb = None, [], 0
-  status = f"/proc/{proc.pid}/status"
+  first_step, lines, peak = None, [], {"VmHWM": 0, "RssAnon": 0}
+
+  def sample():  # until the process exits: its /proc status is gone then
+    while proc.poll() is None:
+      try:
+        with open(f"/proc/{proc.pid}/status") as f:
+          status = f.read()
+        for field in peak:
+          peak[field] = max(peak[field], int(re.search(field + r":\s+(\d+)", status).group(1)))
+      except (OSError, AttributeError):
+        pass
+      time.sleep(0.2)
+  sampler = threading.Thread(target=sample, daemon=True)
+  sampler.start()
   for line in proc.stdout:
     lines.append(line)
     if first_step is None and re.search(r"\] step \d+/", line):
       first_step = time.time() - start
-    try:
-      with open(status) as f:
-        peak_kb = max(peak_kb, int(re.search(r"VmHWM:\s+(\d+)", f.read()).group(1)))
-    except (OSError, AttributeError):
-      pass
   proc.wait()
+  sampler.join()
   out = "".join(lines)
   if proc.returncode:
     sys.exit(f"error: train.py failed ({proc.returncode}):\n{''.join(lines[-20:])}")
   tok = re.search(r"Tokenized (\d+) texts of the training split in ([\d.]+)s", out)
   hit = re.search(r"Data record hit: .* in ([\d.]+)s\.", out)
   rate = re.findall(r"([\d.]+) ex/s", out)
-  return dict(first_step=first_step, wall=time.time() - start, peak_gb=peak_kb / 2**20,
+  return dict(first_step=first_step, wall=time.time() - start, peak_gb=peak["VmHWM"] / 2**20,
+              private_gb=peak["RssAnon"] / 2**20,
               tokenize=(f"{int(tok.group(1)) / float(tok.group(2)):,.0f} texts/s ({float(tok.group(2)):.0f} s)"
                         if tok else f"record read in {float(hit.group(1)):.1f} s, no text parsed" if hit else "?"),
               ex_s=float(rate[-1]) if rate else float("nan"))
@@ -108,11 +121,11 @@ def main(_):
       subprocess.run(["rm", "-rf", os.path.join(FLAGS.work_dir, f"run_{n}_{label}")], check=True)
       rows.append((n, label, r))
       print(n, label, r, flush=True)
-  table = ["| examples | cache | to first step | tokenize (training split) | steady ex/s | peak RSS |",
-           "|---|---|---|---|---|---|"]
+  table = ["| examples | cache | to first step | tokenize (training split) | steady ex/s | peak RSS | peak private |",
+           "|---|---|---|---|---|---|---|"]
   for n, label, r in rows:
     table.append(f"| {n:,} | {label} | {r['first_step']:.0f} s | {r['tokenize']} | {r['ex_s']:.0f} | "
-                 f"{r['peak_gb']:.2f} GiB |")
+                 f"{r['peak_gb']:.2f} GiB | {r['private_gb']:.2f} GiB |")
   text = "\n".join(table) + "\n"
   print(text)
   if FLAGS.out:

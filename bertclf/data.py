@@ -29,9 +29,9 @@ import collections
 import contextvars
 import csv
 import dataclasses
+import hashlib
 import heapq
 import http.client
-import io
 import json
 import logging
 import os
@@ -54,6 +54,8 @@ _DOWNLOAD_TIMEOUT_S = 20
 _FORMATS = {".csv": ",", ".tsv": "\t", ".jsonl": None}
 _UNSUP = "unsup"  # aclImdb's unlabelled reviews; a folder of that name is never a class.
 _INT_RE = re.compile(r"-?[0-9]+")
+_LINE_END = re.compile(r"\r\n|\r|\n")  # what csv's newline="" reading ends a line on
+HASH_BYTES = 8  # per text: a 1e-10 chance that two of 25k texts collide; every match is confirmed on the text
 
 _log = logging.getLogger(__name__)
 
@@ -62,14 +64,31 @@ class DataError(errors.UserError):
   """Bad input data or data options; the message names the file (and line) and the fix."""
 
 
+def text_hashes(texts):
+  """[N] uint64: an 8-byte BLAKE2b of each text after stripping, read big-endian (so the numbers sort as the
+  hex digests do). What duplicates, overlap and splits.json compare: 8 bytes an example instead of the text."""
+  out = bytearray(HASH_BYTES * len(texts))
+  for i, text in enumerate(texts):
+    out[HASH_BYTES * i:HASH_BYTES * (i + 1)] = hashlib.blake2b(text.strip().encode("utf-8", "surrogatepass"),
+                                                               digest_size=HASH_BYTES).digest()
+  return np.frombuffer(bytes(out), ">u8").astype(np.uint64)
+
+
 @dataclasses.dataclass
 class Split:
   """One split: texts and their int32 class ids in [0, num_classes)."""
   texts: list[str]
   labels: np.ndarray
+  # [N] uint64 text_hashes(texts), computed the first time it is needed.
+  known_hashes: np.ndarray | None = dataclasses.field(default=None, repr=False, compare=False)
 
   def __len__(self):
     return len(self.texts)
+
+  def hashes(self):
+    if self.known_hashes is None:
+      self.known_hashes = text_hashes(self.texts)
+    return self.known_hashes
 
 
 @dataclasses.dataclass
@@ -191,6 +210,25 @@ class _Options:
   kept_because: str = "--allow_split_overlap"
 
 
+class _Lines:
+  """The "line N" of each row of a table file, held as [N] int64 numbers rather than N strings."""
+
+  def __init__(self, numbers):
+    self.numbers = np.asarray(numbers, np.int64)
+
+  def __len__(self):
+    return len(self.numbers)
+
+  def __getitem__(self, i):
+    return f"line {self.numbers[i]}"
+
+  def __iter__(self):
+    return (f"line {n}" for n in self.numbers.tolist())
+
+  def take(self, indices):
+    return _Lines(self.numbers[np.asarray(indices, np.int64)])
+
+
 @dataclasses.dataclass
 class _Part:
   """Examples from one source, with where each came from for error messages."""
@@ -198,11 +236,19 @@ class _Part:
   texts: list[str]
   labels: list[int]
   origin: str  # The file or folder, for the report.
-  where: list[str]  # Per example: "line 12" of the origin file, or the example's file path.
+  where: list[str] | _Lines  # Per example: "line 12" of the origin file, or the example's file path.
+  known_hashes: np.ndarray | None = None  # [N] uint64 text_hashes(texts), once computed
 
   def take(self, indices):
-    return _Part(self.name, [self.texts[i] for i in indices], [self.labels[i] for i in indices],
-                 self.origin, [self.where[i] for i in indices])
+    where = self.where.take(indices) if isinstance(self.where, _Lines) else [self.where[i] for i in indices]
+    hashes = None if self.known_hashes is None else self.known_hashes[np.asarray(indices, np.int64)]
+    return _Part(self.name, [self.texts[i] for i in indices], [self.labels[i] for i in indices], self.origin, where,
+                 hashes)
+
+  def hashes(self):
+    if self.known_hashes is None:
+      self.known_hashes = text_hashes(self.texts)
+    return self.known_hashes
 
 
 def _check_options(class_names, encoding, encoding_errors, validation_fraction, test_fraction):
@@ -581,7 +627,7 @@ def _csv_rows(path, text, delimiter, text_column, label_column, report, quoting=
   old_limit = csv.field_size_limit()
   csv.field_size_limit(sys.maxsize)  # The default 128 KiB per field is less than some documents.
   try:
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter,
+    reader = csv.reader(_lines(text), delimiter=delimiter,
                         quoting=csv.QUOTE_MINIMAL if quoting else csv.QUOTE_NONE)
     start = 1  # line where the row being read starts
     try:
@@ -617,7 +663,8 @@ def _csv_rows(path, text, delimiter, text_column, label_column, report, quoting=
           raise DataError(f"{path}, line {start}: {len(row)} fields, but the header has {len(header)}. {fix}.")
         if end > start:
           multiline.append((start, end))
-        rows.append((row[ti], row[li], start))  # labels are stripped after _check_label_spellings
+        # Labels are stripped after _check_label_spellings; interned: one string per class, not per row.
+        rows.append((row[ti], sys.intern(row[li]), start))
         start = end + 1
     except csv.Error as e:
       raise DataError(f"{path}, line {start}: cannot parse as {kind}-separated values: "
@@ -631,6 +678,17 @@ def _csv_rows(path, text, delimiter, text_column, label_column, report, quoting=
   return rows
 
 
+def _lines(text):
+  """The lines of `text` with their line ends, one at a time, as csv reads a file opened with newline="" (an
+  io.StringIO would hold the whole text again, at 4 bytes a character)."""
+  start = 0
+  for end in _LINE_END.finditer(text):
+    yield text[start:end.end()]
+    start = end.end()
+  if start < len(text):
+    yield text[start:]
+
+
 def _last_line(text):
   """The number of the file's last line (a final line break does not start another)."""
   return text.count("\n") + (not text.endswith("\n"))
@@ -639,7 +697,7 @@ def _last_line(text):
 def _jsonl_rows(path, text, text_column, label_column):
   rows, blank_line = [], None
   # Split on "\n" only: JSON strings may hold other line separators such as U+2028.
-  for line, content in enumerate(text.split("\n"), start=1):
+  for line, content in enumerate(_split_newlines(text), start=1):
     if not content.strip():
       blank_line = blank_line or line
       continue
@@ -666,8 +724,17 @@ def _jsonl_rows(path, text, text_column, label_column):
       raise DataError(f"{path}, line {line}: label {label!r} in '{label_column}' must be a string "
                       "(class name) or an integer (class id). Fix the value, or pass "
                       "--label_column=<column> if that is the wrong column.")
-    rows.append((text_value, label, line))
+    rows.append((text_value, sys.intern(label) if isinstance(label, str) else label, line))
   return rows
+
+
+def _split_newlines(text):
+  """text.split("\n"), one piece at a time."""
+  start = 0
+  while (end := text.find("\n", start)) >= 0:
+    yield text[start:end]
+    start = end + 1
+  yield text[start:]
 
 
 def _is_id(label):
@@ -755,7 +822,7 @@ def _load_files(path, validation_file, test_file, text_column, label_column, opt
     rows = _read_table(file, ext, text_column, label_column, opts, report)
     coder = coder or _LabelCoder.from_train(file, rows, opts.class_names)
     labels = [coder.encode(file, label, line) for _, label, line in rows]
-    return _Part(name, [text for text, _, _ in rows], labels, file, [f"line {line}" for _, _, line in rows]), coder
+    return _Part(name, [text for text, _, _ in rows], labels, file, _Lines([line for _, _, line in rows])), coder
 
   pool, coder = load("train", path, "--dataset", None)
   given = {}
@@ -782,17 +849,17 @@ def _load_files(path, validation_file, test_file, text_column, label_column, opt
 
 def _duplicates(part, drop, report):
   """Counts (and with `drop` removes) texts equal after stripping to an earlier one in `part`."""
-  first_label, keep, n_dup, n_conflict = {}, [], 0, 0
-  for i, (text, label) in enumerate(zip(part.texts, part.labels)):
-    key = text.strip()
+  # Only texts whose hash occurs more than once can repeat; those are compared as text.
+  _, inverse, counts = np.unique(part.hashes(), return_inverse=True, return_counts=True)
+  first_label, repeats, n_conflict = {}, [], 0
+  for i in np.flatnonzero(counts[inverse.reshape(-1)] > 1).tolist():
+    key, label = part.texts[i].strip(), part.labels[i]
     if key in first_label:
-      n_dup += 1
+      repeats.append(i)
       n_conflict += label != first_label[key]
-      if drop:
-        continue
     else:
       first_label[key] = label
-    keep.append(i)
+  n_dup = len(repeats)
   conflicts = f"{n_conflict} of them with a label different from the first occurrence's"
   if not n_dup:
     report.append(f"{part.name} ({part.origin}): no duplicate texts")
@@ -802,7 +869,7 @@ def _duplicates(part, drop, report):
   else:
     report.append(f"{part.name} ({part.origin}): {n_dup} texts repeat an earlier one ({conflicts}); "
                   "kept, pass --drop_duplicates to drop them")
-  return part.take(keep) if drop else part
+  return part.take(np.setdiff1d(np.arange(len(part.texts)), repeats)) if drop and n_dup else part
 
 
 def _at(part, i):
@@ -811,20 +878,23 @@ def _at(part, i):
   return f"{part.origin}, {where}" if where.startswith("line ") else where
 
 
-def _first_keys(part):
-  """{stripped text: index of its first example} of `part`."""
-  keys = {}
-  for i, text in enumerate(part.texts):
-    keys.setdefault(text.strip(), i)
-  return keys
+def _in_other(part, other):
+  """(indices of `part`'s examples whose text, stripped, is also in `other`; {that text: its first index in
+  other}). Hashes find the candidates, the texts confirm them."""
+  candidates = np.flatnonzero(np.isin(part.hashes(), other.hashes()))
+  if not len(candidates):
+    return [], {}
+  first = {}
+  for j in np.flatnonzero(np.isin(other.hashes(), part.hashes()[candidates])).tolist():
+    first.setdefault(other.texts[j].strip(), j)
+  return [i for i in candidates.tolist() if part.texts[i].strip() in first], first
 
 
 def _overlap(part, other, opts, report):
   """Refuses, drops (--drop_duplicates) or keeps with a warning (--allow_split_overlap) the examples of `part`, a
   separate validation/test source, whose text is in `other` (the training source, or a separate validation
   source). Returns the part that is kept."""
-  other_keys = _first_keys(other)
-  hits = [i for i, text in enumerate(part.texts) if text.strip() in other_keys]
+  hits, other_keys = _in_other(part, other)
   source = "training" if other.name == "train" else other.name
   if not hits:
     report.append(f"{part.name}: no texts are also in the {source} source")
@@ -847,12 +917,10 @@ def _overlap(part, other, opts, report):
 
 def _shared(splits):
   """{split: {earlier split: how many of its examples have a text (stripped) in that split}} for validation/test."""
-  keys = {name: {text.strip() for text in part.texts} for name, part in splits.items()}
   shared = {}
   for name, others in (("validation", ("train",)), ("test", ("train", "validation"))):
     if name in splits:
-      shared[name] = {other: sum(text.strip() in keys[other] for text in splits[name].texts)
-                      for other in others if other in splits}
+      shared[name] = {other: len(_in_other(splits[name], splits[other])[0]) for other in others if other in splits}
   return shared
 
 
@@ -954,7 +1022,7 @@ def _assemble(pool, given, class_names, source, opts, report, tf_keras_split=Fal
     part = splits.get(name)
     if part is None:
       return None
-    return Split(list(part.texts), np.asarray(part.labels, dtype=np.int32))
+    return Split(list(part.texts), np.asarray(part.labels, dtype=np.int32), part.hashes())
 
   return TextData(train=split("train"), validation=split("validation"), test=split("test"),
                   class_names=list(class_names), source=source, report=report, overlap=_shared(splits))

@@ -85,13 +85,22 @@ class Tokenized:
 
   @classmethod
   def concatenate(cls, parts, labels):
-    """Tokenized chunks of one split, in order, as one (labels: [N] of the whole split)."""
+    """Tokenized chunks of one split, in order, as one (labels: [N] of the whole split). Empties the list
+    `parts` as it copies them, so the split's ids are held about once, not twice."""
     stored = {}
     for name in sorted({k for p in parts for k in p.stored}):  # a feature stored by one chunk, stored for all
       stored[name] = np.concatenate([p.stored[name] if name in p.stored else p.derived(name) for p in parts])
       stored[name] = stored[name].astype(narrowest(stored[name]))
-    word_ids = np.concatenate([p.word_ids for p in parts])  # promotes to the widest chunk's type
-    return cls(word_ids, np.concatenate([p.lengths for p in parts]), np.asarray(labels, np.int32), stored)
+    lengths = np.concatenate([p.lengths for p in parts])
+    # The widest chunk's type, as np.concatenate would promote to.
+    word_ids = np.empty([len(lengths), parts[0].seq_length], np.result_type(*(p.word_ids for p in parts)))
+    parts.reverse()
+    start = 0
+    while parts:
+      chunk = parts.pop().word_ids
+      word_ids[start:start + len(chunk)] = chunk
+      start += len(chunk)
+    return cls(word_ids, lengths, np.asarray(labels, np.int32), stored)
 
   def derived(self, name):
     """A feature that is not stored, as a single text gives it: [N, T] int32."""
@@ -228,6 +237,10 @@ def tokenize(split, preprocess, seq_length, batch_size=256, cache=None, name="sp
                truncated, 100.0 * truncated / max(len(out), 1), seq_length)
   if cache is not None:
     logging.info("Token cache miss for the %s split: wrote %s.", name, cache.store(key, out.arrays()))
+    # Read back memory-mapped, as a later run would: the ids then live in the shared page cache, not in this process.
+    arrays = cache.load(key, len(out))
+    if arrays is not None:
+      out = Tokenized.from_arrays(arrays, labels)
   return out
 
 

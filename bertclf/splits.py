@@ -18,26 +18,44 @@ import json
 import os
 
 from absl import logging
+import numpy as np
 import tensorflow as tf
 
+from bertclf import data
 from bertclf import errors
 from bertclf import run_config
 
 SPLITS_FILE = "splits.json"
-_KEY_CHARS = 16  # hex characters per example hash (8 bytes: ~1e-10 chance that two of 25k texts collide)
+_KEY_CHARS = 2 * data.HASH_BYTES  # hex characters per example hash (bertclf.data.text_hashes)
+_CHUNK = 1 << 16  # lines hashed at a time
 
 
-def _key(text):
-  return hashlib.blake2b(text.strip().encode("utf-8"), digest_size=_KEY_CHARS // 2).hexdigest()
+def _hex(keys):
+  """[N] uint64 text hashes → their 16-hex-character digests, concatenated."""
+  return np.asarray(keys, np.uint64).astype(">u8").tobytes().hex()
 
 
 def split_record(split, with_examples):
-  """{num_examples, fingerprint[, examples]} of a data.Split; the fingerprint ignores example order."""
-  keys = [_key(t) for t in split.texts]
-  digest = hashlib.sha256("\n".join(sorted(f"{k}:{int(l)}" for k, l in zip(keys, split.labels))).encode())
+  """{num_examples, fingerprint[, examples]} of a data.Split; the fingerprint ignores example order.
+
+  fingerprint: SHA-256 of the sorted lines "<text hash>:<label>" joined by newlines; examples: the distinct text
+  hashes, sorted and concatenated. Both are built from [N] arrays, a chunk of lines at a time."""
+  keys, labels = split.hashes(), np.asarray(split.labels, np.int64)  # [N], [N]
+  # Sort as the lines sort as strings: by hash, then by the label's decimal text.
+  classes = np.unique(labels)
+  by_text = {c: r for r, c in enumerate(sorted(classes.tolist(), key=str))}
+  text_rank = np.array([by_text[c] for c in classes.tolist()], np.int64)[np.searchsorted(classes, labels)]
+  order = np.lexsort((text_rank, keys))
+  digest = hashlib.sha256()
+  for start in range(0, len(order), _CHUNK):
+    chunk = order[start:start + _CHUNK]
+    hexes = _hex(keys[chunk])
+    lines = "\n".join(f"{hexes[_KEY_CHARS * j:_KEY_CHARS * (j + 1)]}:{label}"
+                      for j, label in enumerate(labels[chunk].tolist()))
+    digest.update((("\n" if start else "") + lines).encode())
   record = {"num_examples": len(keys), "fingerprint": digest.hexdigest()}
   if with_examples:
-    record["examples"] = "".join(sorted(set(keys)))  # concatenated hashes: compact in JSON
+    record["examples"] = _hex(np.unique(keys))  # concatenated hashes: compact in JSON
   return record
 
 
@@ -50,8 +68,8 @@ def fingerprints(text_data):
 
 
 def _examples(record, name):
-  text = record["splits"].get(name, {}).get("examples", "")
-  return {text[i:i + _KEY_CHARS] for i in range(0, len(text), _KEY_CHARS)}
+  """The recorded example hashes of a split: sorted [M] uint64."""
+  return np.frombuffer(bytes.fromhex(record["splits"].get(name, {}).get("examples", "")), ">u8").astype(np.uint64)
 
 
 def read(model_dir):
@@ -88,8 +106,8 @@ def check_same_data(model_dir, record, allow_new_data=False):
                   record["source"], saved["source"])
   merged = json.loads(json.dumps(record))
   for name in ("train", "validation"):
-    keys = _examples(saved, name) | _examples(record, name)
-    merged["splits"].setdefault(name, {})["examples"] = "".join(sorted(keys))
+    keys = np.union1d(_examples(saved, name), _examples(record, name))
+    merged["splits"].setdefault(name, {})["examples"] = _hex(keys)
   merged["earlier_sources"] = saved.get("earlier_sources", []) + [saved["source"]]
   return merged
 
@@ -108,14 +126,14 @@ def check_not_trained_on(model_dir, name, split, advice, allow=False):
     logging.warning("%s has no %s, so it cannot be checked that the %s split holds no example the run trained on.",
                     model_dir, SPLITS_FILE, name)
     return None
-  keys = [_key(t) for t in split.texts]
-  seen = {other: _examples(saved, other) for other in ("train", "validation")}
-  counts = {other: sum(k in seen[other] for k in keys) for other in seen}
+  keys = split.hashes()
+  seen = {other: np.isin(keys, _examples(saved, other)) for other in ("train", "validation")}  # [N] bool each
+  counts = {other: int(hit.sum()) for other, hit in seen.items()}
   against = {"train": (), "validation": ("train",), "test": ("train", "validation")}[name]
   shared = {other: counts[other] for other in against if counts[other]}
   if not shared:
     return counts
-  total = sum(any(k in seen[other] for other in against) for k in keys)
+  total = int(np.logical_or.reduce([seen[other] for other in against]).sum())
   listed = ", ".join(f"{n} in its {other} split" for other, n in shared.items())
   chose = ", which chose the best checkpoint" if shared.get("validation") else ""
   what = (f"--split={name}: {total} of its {len(keys)} examples are ones the run trained on or selected by "

@@ -653,3 +653,36 @@ def test_bad_options(tmp_path, two_class_root):
       dataset=two_class_root, class_names=["a", "a"])
   message = error(dataset=two_class_root, validation_file=str(tmp_path / "v.csv"))
   assert "--validation_file/--test_file are for .csv/.tsv/.jsonl datasets" in message
+
+
+def test_hash_collisions_are_confirmed_on_the_text(tmp_path, monkeypatch):
+  """Duplicates and overlap are found by 8-byte hashes and confirmed on the text: with every hash equal (all
+  texts collide), the counts, the dropped rows and the refusal name the same examples as with real hashes."""
+  path = write(str(tmp_path / "a.csv"), 'text,label\nsame,a\n"  same ",b\nother,b\nsame,a\nthird,a\nfourth,b\n')
+  val = write(str(tmp_path / "v.csv"), "text,label\nother,b\nnew,a\nnewer,b\n")
+
+  def load(**kwargs):
+    got = load_text_data(path, validation_file=val, **kwargs)
+    return sorted(texts_labels(got.train, got.class_names)), got.validation.texts, got.overlap, got.report
+
+  real = [load(drop_duplicates=True), load(allow_split_overlap=True)]
+  refused = error(dataset=path, validation_file=val)
+  monkeypatch.setattr(data, "text_hashes", lambda texts: np.zeros(len(texts), np.uint64))
+  assert [load(drop_duplicates=True), load(allow_split_overlap=True)] == real
+  assert error(dataset=path, validation_file=val) == refused
+  assert real[0][1] == ["new", "newer"] and real[1][2] == {"validation": {"train": 1}}
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n", "\r"])
+def test_csv_lines_end_as_in_a_file_opened_with_newline_empty(tmp_path, newline):
+  """Rows are read from the decoded text a line at a time; every line end csv knows (\\n, \\r\\n, \\r) ends a row,
+  a line break inside quotes stays in the text, and line numbers count the same way."""
+  rows = ["text,label", "plain,a", '"two' + newline + 'lines",b', "after,a", "last,b"]
+  path = write(str(tmp_path / "a.csv"), newline.join(rows) + newline)
+  got = load_text_data(path, validation_file=None, test_file=None, validation_fraction=0.25, seed=0)
+  texts = sorted(got.train.texts + got.validation.texts)
+  assert texts == sorted(["plain", "two" + newline + "lines", "after", "last"])
+  assert any(f"1 rows span several lines (quoted fields with line breaks; first: lines 3-4)" in line
+             for line in got.report), got.report
+  bad = write(str(tmp_path / "bad.csv"), newline.join(rows + ["x,y,z"]) + newline)
+  assert error(dataset=bad).startswith(f"{bad}, line 7: 3 fields, but the header has 2.")

@@ -152,6 +152,20 @@ def test_compact_ids_rebuild_the_features_of_every_batch(form, mapped, tmp_path)
     assert seen == 40
 
 
+def test_chunks_concatenate_in_order_in_the_widest_type_and_are_released():
+  """Tokenized.concatenate copies the chunks into one [N, T] array of the widest chunk's type and empties the
+  list as it goes (so a split's ids are not held twice)."""
+  rng = np.random.RandomState(1)
+  chunks = [rng.randint(1, top, size=[n, 6]) for n, top in ((5, 200), (3, 60000), (4, 100))]
+  parts = [pipeline.Tokenized.from_features({"input_word_ids": c, "input_mask": np.ones_like(c),
+                                             "input_type_ids": np.zeros_like(c)}, []) for c in chunks]
+  assert [p.word_ids.dtype for p in parts] == [np.uint8, np.uint16, np.uint8]
+  out = pipeline.Tokenized.concatenate(parts, np.arange(12) % 2)
+  assert parts == [] and out.word_ids.dtype == np.uint16
+  np.testing.assert_array_equal(out.word_ids, np.concatenate(chunks))
+  np.testing.assert_array_equal(out.lengths, [6] * 12)
+
+
 def test_too_small_training_split_is_a_clear_error(tokenized):
   tok, _ = tokenized
   with pytest.raises(ValueError, match="fewer than one global batch"):

@@ -112,3 +112,20 @@ def test_train_records_splits_eval_refuses_test_fraction_and_resume_refuses_othe
   run_eval(model_dir=run, plots=False, test_file=write_csv(tmp_path / "t.csv", 10, offset=100))
   with open(os.path.join(run, "eval_test.json")) as f:
     assert json.load(f)["overlap_with_training"] is None
+
+
+@pytest.mark.parametrize("chunk", [3, 1 << 16])
+def test_the_fingerprint_is_the_sha256_of_the_sorted_hash_label_lines(monkeypatch, chunk):
+  """splits.json's format, as written by every version: SHA-256 of the sorted "<16 hex>:<label>" lines (so a run
+  recorded earlier is still recognised), with labels of two digits and a text repeated under two labels, hashed
+  in chunks of lines of any size."""
+  import hashlib
+  monkeypatch.setattr(splits, "_CHUNK", chunk)
+  texts = [f" review {i % 7} " for i in range(40)]
+  labels = [(i * 5) % 12 for i in range(40)]
+  lines = sorted(f"{hashlib.blake2b(t.strip().encode(), digest_size=8).hexdigest()}:{label}"
+                 for t, label in zip(texts, labels))
+  record = splits.split_record(data.Split(texts, labels), True)
+  assert record["fingerprint"] == hashlib.sha256("\n".join(lines).encode()).hexdigest()
+  assert record["examples"] == "".join(sorted({line.split(":")[0] for line in lines}))
+  assert record["num_examples"] == 40

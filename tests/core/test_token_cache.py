@@ -72,6 +72,7 @@ def test_tokenize_reads_the_cache_instead_of_the_model(tmp_path, tiny_hub):
   split = _split(["a great film", "dull", "the best film of the year, by far"], [1, 0, 1])
   cache = token_cache.TokenCache(tmp_path, handles.preprocess, 8)
   first = pipeline.tokenize(split, preprocess, 8, cache=cache)
+  assert isinstance(first.word_ids, np.memmap)  # after a miss too, the ids are read back from the entry's file
   again = pipeline.tokenize(split, None, 8, cache=cache)  # no model at all: only the cache can answer
   assert_same_tensors(again.features, first.features, what="cached vs tokenized")
   assert_same_tensors(first.features, pipeline.tokenize(split, preprocess, 8).features, what="with vs without cache")
