@@ -24,6 +24,7 @@ from their own folder or file keep source order. The training split is always in
 is taken off it.
 """
 
+import array
 import codecs
 import collections
 import contextvars
@@ -590,20 +591,46 @@ def _column_error(path, missing, present, flag, line=None):
                    "to name the right one.")
 
 
+class _Rows:
+  """A table file's rows as three columns: texts, raw labels (interned: one string per class) and line numbers."""
+
+  def __init__(self):
+    self.texts, self.labels, self.lines = [], [], array.array("q")
+
+  def append(self, text, label, line):
+    self.texts.append(text)
+    self.labels.append(sys.intern(label) if isinstance(label, str) else label)
+    self.lines.append(line)
+
+  def __len__(self):
+    return len(self.texts)
+
+  def __iter__(self):  # (text, raw label, line number)
+    return zip(self.texts, self.labels, self.lines)
+
+
 def _read_table(path, ext, text_column, label_column, opts, report):
-  """Returns [(text, raw label, line number)] of a CSV/TSV/JSONL file."""
-  text, bad_lines = _decode(_read_bytes(path), path, opts)
-  if text.startswith("\ufeff"):
-    text = text[1:]
-    report.append(f"{path}: removed the byte-order mark at the start")
-  if bad_lines:
-    report.append(f"{path}: {len(bad_lines)} lines had bytes that are not {opts.encoding} (first: "
-                  f"line {bad_lines[0]}); decoded with --encoding_errors={opts.errors}")
-  if ext == ".jsonl":
-    rows = _jsonl_rows(path, text, text_column, label_column)
-  else:
-    rows = _csv_rows(path, text, _FORMATS[ext], text_column, label_column, report,
-                     quoting=ext == ".csv" or opts.tsv_quoting)
+  """Returns the _Rows of a CSV/TSV/JSONL file.
+
+  The file is decoded (strictly) and parsed a line at a time, so it is never held whole; a file with bytes that do
+  not decode is read whole instead, to name the line of the first one or to replace them (--encoding_errors)."""
+  found = []  # this read's report lines
+  whole_text = lambda: _decode(_read_bytes(path), path, opts)[0]  # noqa: E731  (for an error message only)
+  try:
+    rows = _parse_table(path, ext, _file_lines(path, opts.encoding, ext == ".jsonl", found), text_column,
+                        label_column, opts, found, lambda: _last_line(whole_text()))
+  except UnicodeDecodeError:
+    found = []
+    text, bad_lines = _decode(_read_bytes(path), path, opts)
+    if text.startswith("\ufeff"):
+      text = text[1:]
+      found.append(f"{path}: removed the byte-order mark at the start")
+    if bad_lines:
+      found.append(f"{path}: {len(bad_lines)} lines had bytes that are not {opts.encoding} (first: "
+                   f"line {bad_lines[0]}); decoded with --encoding_errors={opts.errors}")
+    rows = _parse_table(path, ext, _split_newlines_of_chunks([text]) if ext == ".jsonl" else _lines(text), text_column,
+                        label_column, opts, found, lambda: _last_line(text))
+  report.extend(found)
   if not rows:
     raise DataError(f"{path}: no examples. Add rows, or point the flag at the right file.")
   for text_value, _, line in rows:
@@ -614,9 +641,50 @@ def _read_table(path, ext, text_column, label_column, opts, report):
   return rows
 
 
-def _csv_rows(path, text, delimiter, text_column, label_column, report, quoting=True):
+def _parse_table(path, ext, lines, text_column, label_column, opts, report, last_line):
+  if ext == ".jsonl":
+    return _jsonl_rows(path, lines, text_column, label_column)
+  return _csv_rows(path, lines, _FORMATS[ext], text_column, label_column, report,
+                   quoting=ext == ".csv" or opts.tsv_quoting, last_line=last_line)
+
+
+def _file_lines(path, encoding, newline_only, report):
+  """The decoded lines of `path`, read 1 MB at a time and decoded strictly (UnicodeDecodeError at a bad byte): with
+  their line ends, as csv reads a file opened with newline="", or (newline_only) split on "\n" alone, without it.
+  A byte-order mark at the start is removed and reported."""
+  try:
+    f = open(path, encoding=encoding, errors="strict", newline="")  # pylint: disable=consider-using-with
+  except OSError as e:
+    raise DataError(f"Cannot read {path}: {e}. Check that it exists and is readable.") from e
+
+  def lines():
+    with f:
+      pieces = iter(f) if not newline_only else _split_newlines_of_chunks(iter(lambda: f.read(1 << 20), ""))
+      first = next(pieces, None)
+      if first is None:
+        return
+      if first.startswith("\ufeff"):
+        first = first[1:]
+        report.append(f"{path}: removed the byte-order mark at the start")
+      yield first
+      yield from pieces
+  return lines()
+
+
+def _split_newlines_of_chunks(chunks):
+  """"".join(chunks).split("\n"), one piece at a time."""
+  rest = ""
+  for chunk in chunks:
+    pieces = (rest + chunk).split("\n")
+    rest = pieces.pop()
+    yield from pieces
+  yield rest
+
+
+def _csv_rows(path, lines, delimiter, text_column, label_column, report, quoting=True, last_line=None):
   """Rows of a CSV (quoting: fields in double quotes may hold delimiters, quotes and line breaks) or of a TSV
-  read literally (quoting=False: every tab and line break delimits, a quote is text)."""
+  read literally (quoting=False: every tab and line break delimits, a quote is text). lines: the file's lines with
+  their ends; last_line(): the number of its last line (for an error message)."""
   kind = "tab" if delimiter == "\t" else "comma"
   if quoting:
     fix = (f"Put double quotes around fields that contain a {kind}, a double quote (written twice inside "
@@ -627,7 +695,7 @@ def _csv_rows(path, text, delimiter, text_column, label_column, report, quoting=
   old_limit = csv.field_size_limit()
   csv.field_size_limit(sys.maxsize)  # The default 128 KiB per field is less than some documents.
   try:
-    reader = csv.reader(_lines(text), delimiter=delimiter,
+    reader = csv.reader(lines, delimiter=delimiter,
                         quoting=csv.QUOTE_MINIMAL if quoting else csv.QUOTE_NONE)
     start = 1  # line where the row being read starts
     try:
@@ -643,7 +711,7 @@ def _csv_rows(path, text, delimiter, text_column, label_column, report, quoting=
                           f"{[i + 1 for i, c in enumerate(header) if c == column]}); rename all but one, "
                           f"or pass {flag}=<column> to use another.")
       ti, li = header.index(text_column), header.index(label_column)
-      rows, blank_line, multiline = [], None, []
+      rows, blank_line, multiline = _Rows(), None, []
       start = reader.line_num + 1
       for row in reader:
         end = reader.line_num
@@ -656,15 +724,14 @@ def _csv_rows(path, text, delimiter, text_column, label_column, report, quoting=
         if len(row) != len(header):
           if end > start:  # a quote that opened on `start` swallowed the following line breaks
             raise DataError(f"{path}, line {start}: a double quote opened on this line is "
-                            + ("never closed" if end >= _last_line(text) else f"closed only on line {end}")
+                            + ("never closed" if end >= last_line() else f"closed only on line {end}")
                             + f", merging lines {start}-{end} into one row of {len(row)} fields (the header has "
                             f"{len(header)}). Close the quote, or write a double quote inside a quoted field "
                             "twice.")
           raise DataError(f"{path}, line {start}: {len(row)} fields, but the header has {len(header)}. {fix}.")
         if end > start:
           multiline.append((start, end))
-        # Labels are stripped after _check_label_spellings; interned: one string per class, not per row.
-        rows.append((row[ti], sys.intern(row[li]), start))
+        rows.append(row[ti], row[li], start)  # labels are stripped after _check_label_spellings
         start = end + 1
     except csv.Error as e:
       raise DataError(f"{path}, line {start}: cannot parse as {kind}-separated values: "
@@ -694,10 +761,11 @@ def _last_line(text):
   return text.count("\n") + (not text.endswith("\n"))
 
 
-def _jsonl_rows(path, text, text_column, label_column):
-  rows, blank_line = [], None
-  # Split on "\n" only: JSON strings may hold other line separators such as U+2028.
-  for line, content in enumerate(_split_newlines(text), start=1):
+def _jsonl_rows(path, lines, text_column, label_column):
+  """Rows of a JSONL file; lines: its lines split on "\n" only (JSON strings may hold other line separators such
+  as U+2028)."""
+  rows, blank_line = _Rows(), None
+  for line, content in enumerate(lines, start=1):
     if not content.strip():
       blank_line = blank_line or line
       continue
@@ -724,17 +792,8 @@ def _jsonl_rows(path, text, text_column, label_column):
       raise DataError(f"{path}, line {line}: label {label!r} in '{label_column}' must be a string "
                       "(class name) or an integer (class id). Fix the value, or pass "
                       "--label_column=<column> if that is the wrong column.")
-    rows.append((text_value, sys.intern(label) if isinstance(label, str) else label, line))
+    rows.append(text_value, label, line)
   return rows
-
-
-def _split_newlines(text):
-  """text.split("\n"), one piece at a time."""
-  start = 0
-  while (end := text.find("\n", start)) >= 0:
-    yield text[start:end]
-    start = end + 1
-  yield text[start:]
 
 
 def _is_id(label):
@@ -822,7 +881,7 @@ def _load_files(path, validation_file, test_file, text_column, label_column, opt
     rows = _read_table(file, ext, text_column, label_column, opts, report)
     coder = coder or _LabelCoder.from_train(file, rows, opts.class_names)
     labels = [coder.encode(file, label, line) for _, label, line in rows]
-    return _Part(name, [text for text, _, _ in rows], labels, file, _Lines([line for _, _, line in rows])), coder
+    return _Part(name, rows.texts, labels, file, _Lines(rows.lines)), coder
 
   pool, coder = load("train", path, "--dataset", None)
   given = {}

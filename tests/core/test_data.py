@@ -1,6 +1,7 @@
 """Tests for bertclf.data: every source format, the split procedure, the IMDB download and bad input."""
 
 import io
+import json
 import os
 import tarfile
 import urllib.error
@@ -686,3 +687,17 @@ def test_csv_lines_end_as_in_a_file_opened_with_newline_empty(tmp_path, newline)
              for line in got.report), got.report
   bad = write(str(tmp_path / "bad.csv"), newline.join(rows + ["x,y,z"]) + newline)
   assert error(dataset=bad).startswith(f"{bad}, line 7: 3 fields, but the header has 2.")
+
+
+def test_a_file_larger_than_a_read_chunk_is_read_whole_and_in_order(tmp_path):
+  """Files are decoded and parsed 1 MB at a time: rows (and multi-byte characters) that cross a chunk boundary
+  come out whole, a byte-order mark is removed, and a bad byte far into the file still names its line."""
+  texts = [f"caf\u00e9 \u2603 review {i} " + "x" * (i % 97) for i in range(30000)]  # ~2.3 MB
+  body = "".join(json.dumps({"text": t, "label": "ab"[i % 2]}) + "\n" for i, t in enumerate(texts))
+  path = write(str(tmp_path / "big.jsonl"), "\ufeff" + body)
+  got = load_text_data(path, validation_fraction=0.1)
+  assert sorted(got.train.texts + got.validation.texts) == sorted(texts)
+  assert f"{path}: removed the byte-order mark at the start" in got.report
+  csv_path = write(str(tmp_path / "big.csv"), ("text,label\n" + "".join(f"{t},{'ab'[i % 2]}\n" for i, t in
+                                                                         enumerate(texts))).encode() + b"\xff,a\n")
+  assert error(dataset=csv_path).startswith(f"{csv_path}, line 30002: cannot decode byte 0xff")
