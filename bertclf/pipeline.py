@@ -218,15 +218,21 @@ def tokenize(split, preprocess, seq_length, batch_size=256, cache=None, name="sp
     return out
   tokenize_fn = make_tokenize_fn(preprocess, seq_length)
   # Batches of strings from the Python list, one at a time: the split is never copied whole into a string tensor.
-  texts = split.texts
-  ds = tf.data.Dataset.from_generator(lambda: (texts[i:i + batch_size] for i in range(0, len(texts), batch_size)),
-                                      output_signature=tf.TensorSpec([None], tf.string))
+  # tf.data keeps the generator's function alive after the loop (in its traced functions), so the generator reads
+  # the texts through a holder emptied afterwards; otherwise the list would stay in memory for the whole run.
+  holder = [split.texts]
+  ds = tf.data.Dataset.from_generator(
+      lambda: (holder[0][i:i + batch_size] for i in range(0, len(holder[0]), batch_size)),
+      output_signature=tf.TensorSpec([None], tf.string))
   ds = ds.map(tokenize_fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   ds = ds.prefetch(tf.data.AUTOTUNE)
   parts = []
-  with tf.device("/cpu:0"):
-    for batch in ds:
-      parts.append(Tokenized.from_features({k: batch[k].numpy() for k in FEATURES}, labels[:0]))
+  try:
+    with tf.device("/cpu:0"):
+      for batch in ds:
+        parts.append(Tokenized.from_features({k: batch[k].numpy() for k in FEATURES}, labels[:0]))
+  finally:
+    holder.clear()
   if not parts:
     empty = np.zeros([0, seq_length], np.int32)
     parts = [Tokenized.from_features(dict.fromkeys(FEATURES, empty), labels[:0])]

@@ -52,6 +52,25 @@ def test_tokenize_keeps_order_and_labels(tokenized, tiny_hub):
   np.testing.assert_array_equal(tok.features["input_word_ids"][123], one["input_word_ids"][0])
 
 
+def test_tokenize_does_not_keep_the_texts(tiny_hub):
+  """The texts can be freed once they are tokenized: tf.data keeps the generator's function alive, and it must not
+  hold the list (a run would otherwise carry every text of its training split to the end)."""
+  import gc
+  import weakref
+
+  class Texts(list):  # a list that can be referenced weakly
+    pass
+
+  texts = Texts(f"review number {i}" for i in range(100))
+  gone = weakref.ref(texts)
+  pre = hub.load(os.path.join(tiny_hub, "preprocess"))
+  tok = pipeline.tokenize(data.Split(texts, np.zeros(100, np.int32)), pre, seq_length=8, batch_size=16)
+  del texts
+  gc.collect()
+  assert gone() is None, [type(r).__name__ for r in gc.get_referrers(gone())]
+  assert len(tok) == 100
+
+
 def test_each_epoch_is_a_permutation_and_depends_on_the_seed(tokenized):
   tok, _ = tokenized
   strategy = _strategy(1)
