@@ -615,10 +615,10 @@ def _read_table(path, ext, text_column, label_column, opts, report):
   The file is decoded (strictly) and parsed a line at a time, so it is never held whole; a file with bytes that do
   not decode is read whole instead, to name the line of the first one or to replace them (--encoding_errors)."""
   found = []  # this read's report lines
-  whole_text = lambda: _decode(_read_bytes(path), path, opts)[0]  # noqa: E731  (for an error message only)
   try:
     rows = _parse_table(path, ext, _file_lines(path, opts.encoding, ext == ".jsonl", found), text_column,
-                        label_column, opts, found, lambda: _last_line(whole_text()))
+                        label_column, opts, found,
+                        lambda: _last_line(_decode(_read_bytes(path), path, opts)[0]))  # for an error message only
   except UnicodeDecodeError:
     found = []
     text, bad_lines = _decode(_read_bytes(path), path, opts)
@@ -628,8 +628,8 @@ def _read_table(path, ext, text_column, label_column, opts, report):
     if bad_lines:
       found.append(f"{path}: {len(bad_lines)} lines had bytes that are not {opts.encoding} (first: "
                    f"line {bad_lines[0]}); decoded with --encoding_errors={opts.errors}")
-    rows = _parse_table(path, ext, _split_newlines_of_chunks([text]) if ext == ".jsonl" else _lines(text), text_column,
-                        label_column, opts, found, lambda: _last_line(text))
+    lines = _split_newlines_of_chunks([text]) if ext == ".jsonl" else _lines(text)
+    rows = _parse_table(path, ext, lines, text_column, label_column, opts, found, lambda: _last_line(text))
   report.extend(found)
   if not rows:
     raise DataError(f"{path}: no examples. Add rows, or point the flag at the right file.")

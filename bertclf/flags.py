@@ -54,9 +54,9 @@ def define_data_flags():
   flags.DEFINE_integer("tokenize_batch_size", 256, "Texts per call of the preprocessing model in tf.data.")
   flags.DEFINE_string("token_cache", "~/.cache/bertclf/tokens", "Folder of tokenized splits that later runs, "
                       "eval.py, sweep runs and other workers read instead of tokenizing again, keyed by the split's "
-                      "texts and labels, the preprocessing model and --seq_length (bertclf/token_cache.py); a CSV/TSV/JSONL "
-                      "dataset seen before is read back from it without parsing its texts. 'off' tokenizes in every "
-                      "process and writes nothing.")
+                      "texts and labels, the preprocessing model and --seq_length (bertclf/token_cache.py); a "
+                      "CSV/TSV/JSONL dataset seen before is read back from it without parsing its texts. 'off' "
+                      "tokenizes in every process and writes nothing.")
   flags.DEFINE_list("bucket_boundaries", ["auto"], "Length bucketing: batches of similar lengths, each padded "
                     "only to its bucket. 'auto': the --num_buckets lengths that pad the training texts least, "
                     "or none when they would save under 15% of the padded positions (texts that fill the "
