@@ -75,8 +75,17 @@ def text_hashes(texts):
   return np.frombuffer(bytes(out), ">u8").astype(np.uint64)
 
 
+class _HashedTexts:
+  """hashes(): text_hashes(self.texts), computed once and kept in self.known_hashes."""
+
+  def hashes(self):
+    if self.known_hashes is None:
+      self.known_hashes = text_hashes(self.texts)
+    return self.known_hashes
+
+
 @dataclasses.dataclass
-class Split:
+class Split(_HashedTexts):
   """One split: texts and their int32 class ids in [0, num_classes)."""
   texts: list[str]
   labels: np.ndarray
@@ -85,11 +94,6 @@ class Split:
 
   def __len__(self):
     return len(self.texts)
-
-  def hashes(self):
-    if self.known_hashes is None:
-      self.known_hashes = text_hashes(self.texts)
-    return self.known_hashes
 
 
 @dataclasses.dataclass
@@ -231,7 +235,7 @@ class _Lines:
 
 
 @dataclasses.dataclass
-class _Part:
+class _Part(_HashedTexts):
   """Examples from one source, with where each came from for error messages."""
   name: str  # "train", "validation" or "test".
   texts: list[str]
@@ -245,11 +249,6 @@ class _Part:
     hashes = None if self.known_hashes is None else self.known_hashes[np.asarray(indices, np.int64)]
     return _Part(self.name, [self.texts[i] for i in indices], [self.labels[i] for i in indices], self.origin, where,
                  hashes)
-
-  def hashes(self):
-    if self.known_hashes is None:
-      self.known_hashes = text_hashes(self.texts)
-    return self.known_hashes
 
 
 def _check_options(class_names, encoding, encoding_errors, validation_fraction, test_fraction):
