@@ -27,12 +27,14 @@ is taken off it.
 import array
 import codecs
 import collections
+import collections.abc
 import contextvars
 import csv
 import dataclasses
 import hashlib
 import heapq
 import http.client
+import itertools
 import json
 import logging
 import os
@@ -65,13 +67,16 @@ class DataError(errors.UserError):
   """Bad input data or data options; the message names the file (and line) and the fix."""
 
 
+def _digest(text):
+  return hashlib.blake2b(text.strip().encode("utf-8", "surrogatepass"), digest_size=HASH_BYTES).digest()
+
+
 def text_hashes(texts):
   """[N] uint64: an 8-byte BLAKE2b of each text after stripping, read big-endian (so the numbers sort as the
   hex digests do). What duplicates, overlap and splits.json compare: 8 bytes an example instead of the text."""
   out = bytearray(HASH_BYTES * len(texts))
   for i, text in enumerate(texts):
-    out[HASH_BYTES * i:HASH_BYTES * (i + 1)] = hashlib.blake2b(text.strip().encode("utf-8", "surrogatepass"),
-                                                               digest_size=HASH_BYTES).digest()
+    out[HASH_BYTES * i:HASH_BYTES * (i + 1)] = _digest(text)
   return np.frombuffer(bytes(out), ">u8").astype(np.uint64)
 
 
@@ -86,8 +91,11 @@ class _HashedTexts:
 
 @dataclasses.dataclass
 class Split(_HashedTexts):
-  """One split: texts and their int32 class ids in [0, num_classes)."""
-  texts: list[str]
+  """One split: texts and their int32 class ids in [0, num_classes).
+
+  `texts` is a list, or for a UTF-8 CSV/TSV/JSONL file a sequence that reads each text from the file when it is
+  asked for (`FileTexts`: indexing, slices, iteration, `==` and `+` as a list)."""
+  texts: "list[str] | FileTexts"
   labels: np.ndarray
   # [N] uint64 text_hashes(texts), computed the first time it is needed.
   known_hashes: np.ndarray | None = dataclasses.field(default=None, repr=False, compare=False)
@@ -247,8 +255,8 @@ class _Part(_HashedTexts):
   def take(self, indices):
     where = self.where.take(indices) if isinstance(self.where, _Lines) else [self.where[i] for i in indices]
     hashes = None if self.known_hashes is None else self.known_hashes[np.asarray(indices, np.int64)]
-    return _Part(self.name, [self.texts[i] for i in indices], [self.labels[i] for i in indices], self.origin, where,
-                 hashes)
+    texts = self.texts.take(indices) if isinstance(self.texts, FileTexts) else [self.texts[i] for i in indices]
+    return _Part(self.name, texts, [self.labels[i] for i in indices], self.origin, where, hashes)
 
 
 def _check_options(class_names, encoding, encoding_errors, validation_fraction, test_fraction):
@@ -591,33 +599,153 @@ def _column_error(path, missing, present, flag, line=None):
 
 
 class _Rows:
-  """A table file's rows as three columns: texts, raw labels (interned: one string per class) and line numbers."""
+  """A table file's rows as columns: texts, raw labels (interned: one string per class) and line numbers.
 
-  def __init__(self):
-    self.texts, self.labels, self.lines = [], [], array.array("q")
+  With a `_TableSource` the texts are not kept: each row's byte range in the file and the hash of its text are,
+  and `texts()` reads them back from the file when asked (`FileTexts`)."""
 
-  def append(self, text, label, line):
-    self.texts.append(text)
+  def __init__(self, source=None):
+    self.source = source
+    self.labels, self.lines = [], array.array("q")
+    self._texts = [] if source is None else None
+    self._digests, self._starts, self._ends = bytearray(), array.array("q"), array.array("q")
+    self.first_empty = None  # line of the first row whose text is empty or only whitespace
+
+  def append(self, text, label, line, start=None, end=None):
+    """start, end: the row's byte range in the file (with a source)."""
+    if self.first_empty is None and not text.strip():
+      self.first_empty = line
+    if self.source is None:
+      self._texts.append(text)
+    else:
+      self._digests += _digest(text)
+      self._starts.append(start)
+      self._ends.append(end)
     self.labels.append(sys.intern(label) if isinstance(label, str) else label)
     self.lines.append(line)
 
   def __len__(self):
-    return len(self.texts)
+    return len(self.lines)
 
-  def __iter__(self):  # (text, raw label, line number)
-    return zip(self.texts, self.labels, self.lines)
+  def __iter__(self):  # (raw label, line number)
+    return zip(self.labels, self.lines)
+
+  def texts(self):
+    if self.source is None:
+      return self._texts
+    return FileTexts(self.source, np.frombuffer(self._starts, np.int64), np.frombuffer(self._ends, np.int64),
+                     np.frombuffer(bytes(self._digests), ">u8").astype(np.uint64))
+
+
+class _TableSource:
+  """Reads a row's text back from a UTF-8 table file, given the row's byte range: the file and its parse settings.
+  The file is opened once, on the first read, and read with os.pread (nothing of it is mapped into the process)."""
+
+  def __init__(self, path, column, delimiter=None, quoting=True):
+    # column: a JSON key, or a CSV/TSV field index; delimiter None: JSONL.
+    self.path, self.column = path, column
+    self.delimiter, self.quoting = delimiter, quoting
+    self.content = None  # SHA-256 hex of the file's lines as parsed (_LineBounds)
+    self._fd = None
+
+  def text(self, start, end):
+    if self._fd is None:
+      self._fd = os.open(self.path, os.O_RDONLY)
+    content = os.pread(self._fd, end - start, start).decode("utf-8")
+    if self.delimiter is None:
+      return json.loads(content)[self.column]
+    # One row, as one string: its line breaks can only be inside quotes, where csv reads them as text.
+    quoting = csv.QUOTE_MINIMAL if self.quoting else csv.QUOTE_NONE
+    return next(csv.reader([content], delimiter=self.delimiter, quoting=quoting))[self.column]
+
+  def __del__(self):
+    if self._fd is not None:
+      os.close(self._fd)
+
+
+class FileTexts(collections.abc.Sequence):
+  """The texts of some rows of a UTF-8 CSV/TSV/JSONL file, read from the file when asked for: 24 bytes a row (its
+  byte range and the 8-byte hash of its text) instead of the text. Each text read is checked against the hash taken
+  when the file was parsed, so a file changed since stops the run instead of training on other texts.
+
+  Behaves as a list of str for reading: indexing, slices (lists), iteration, len, `==` and `+`."""
+
+  def __init__(self, source, starts, ends, hashes):
+    self.source, self.starts, self.ends, self.hashes = source, starts, ends, hashes  # [N] int64, int64, uint64
+
+  def __len__(self):
+    return len(self.starts)
+
+  def __getitem__(self, i):
+    if isinstance(i, slice):
+      return self._read(np.arange(len(self))[i])
+    return self._read([range(len(self))[i]])[0]
+
+  def __iter__(self):
+    for begin in range(0, len(self), 1024):
+      yield from self._read(np.arange(begin, min(begin + 1024, len(self))))
+
+  def _read(self, indices):
+    out = []
+    indices = np.asarray(indices, np.int64)
+    old_limit = csv.field_size_limit(sys.maxsize)  # as when the file was parsed
+    try:
+      for start, end, expected in zip(self.starts[indices].tolist(), self.ends[indices].tolist(),
+                                      self.hashes[indices].tolist()):
+        try:
+          text = self.source.text(start, end)
+          same = int.from_bytes(_digest(text), "big") == expected
+        except (OSError, ValueError, LookupError, TypeError, StopIteration, csv.Error):
+          same = False  # UnicodeDecodeError and json's errors are ValueErrors; LookupError: a missing field
+        if not same:
+          raise DataError(f"{self.source.path}: changed while this run was reading it (bytes {start}-{end} no "
+                          "longer hold the text read there at the start). Rerun on a file that stays the same "
+                          "during the run, e.g. a copy.")
+        out.append(text)
+    finally:
+      csv.field_size_limit(old_limit)
+    return out
+
+  def identity(self):
+    """Bytes that determine these texts: the file's content as parsed, how a text is found in a row and each row's
+    byte range. The token cache keys a split by them instead of by reading every text again."""
+    src = self.source
+    head = f"{src.content}\0{src.column!r}\0{src.delimiter!r}\0{src.quoting}\0{len(self)}\0".encode()
+    return hashlib.sha256(head + self.starts.tobytes() + self.ends.tobytes()).digest()
+
+  def take(self, indices):
+    indices = np.asarray(indices, np.int64)
+    return FileTexts(self.source, self.starts[indices], self.ends[indices], self.hashes[indices])
+
+  def __eq__(self, other):
+    if isinstance(other, (list, tuple, FileTexts)):
+      return len(self) == len(other) and list(self) == list(other)
+    return NotImplemented
+
+  __hash__ = None
+
+  def __add__(self, other):
+    return list(self) + list(other)
+
+  def __radd__(self, other):
+    return list(other) + list(self)
 
 
 def _read_table(path, ext, text_column, label_column, opts, report):
   """Returns the _Rows of a CSV/TSV/JSONL file.
 
   The file is decoded (strictly) and parsed a line at a time, so it is never held whole; a file with bytes that do
-  not decode is read whole instead, to name the line of the first one or to replace them (--encoding_errors)."""
+  not decode is read whole instead, to name the line of the first one or to replace them (--encoding_errors).
+  The texts of a UTF-8 file that decodes are not kept but read back when needed (`FileTexts`); the bounds of its
+  lines in bytes come from the decoded lines, as UTF-8 encodes each back to the same bytes."""
   found = []  # this read's report lines
+  utf8 = codecs.lookup(opts.encoding).name == "utf-8"
+  bounds = _LineBounds() if utf8 else None
   try:
-    rows = _parse_table(path, ext, _file_lines(path, opts.encoding, ext == ".jsonl", found), text_column,
+    rows = _parse_table(path, ext, _file_lines(path, opts.encoding, ext == ".jsonl", found, bounds), text_column,
                         label_column, opts, found,
-                        lambda: _last_line(_decode(_read_bytes(path), path, opts)[0]))  # for an error message only
+                        lambda: _last_line(_decode(_read_bytes(path), path, opts)[0]),  # for an error message only
+                        bounds)
   except UnicodeDecodeError:
     found = []
     text, bad_lines = _decode(_read_bytes(path), path, opts)
@@ -629,28 +757,42 @@ def _read_table(path, ext, text_column, label_column, opts, report):
                    f"line {bad_lines[0]}); decoded with --encoding_errors={opts.errors}")
     lines = _split_newlines_of_chunks([text]) if ext == ".jsonl" else _lines(text)
     rows = _parse_table(path, ext, lines, text_column, label_column, opts, found, lambda: _last_line(text))
+  if rows.source is not None:
+    rows.source.content = bounds.sha256.hexdigest()
   report.extend(found)
   if not rows:
     raise DataError(f"{path}: no examples. Add rows, or point the flag at the right file.")
-  for text_value, _, line in rows:
-    if not text_value.strip():
-      raise DataError(f"{path}, line {line}: the text in column '{text_column}' is empty or only "
-                      "whitespace. Fill it in or remove the row; empty examples are not dropped "
-                      "silently.")
+  if rows.first_empty is not None:
+    raise DataError(f"{path}, line {rows.first_empty}: the text in column '{text_column}' is empty or only "
+                    "whitespace. Fill it in or remove the row; empty examples are not dropped "
+                    "silently.")
   return rows
 
 
-def _parse_table(path, ext, lines, text_column, label_column, opts, report, last_line):
+class _LineBounds:
+  """What parsing a UTF-8 file saw of its bytes: where each line starts (`bounds[k]`: the byte offset of line k + 1,
+  `bounds[k + 1]` where it ends) and a SHA-256 of its lines."""
+
+  def __init__(self):
+    self.offsets, self.sha256 = array.array("q"), hashlib.sha256()
+
+  def __getitem__(self, k):
+    return self.offsets[k]
+
+
+def _parse_table(path, ext, lines, text_column, label_column, opts, report, last_line, bounds=None):
+  """bounds: filled with the lines' byte offsets as `lines` yields them, or None to keep the texts in memory."""
   if ext == ".jsonl":
-    return _jsonl_rows(path, lines, text_column, label_column)
+    return _jsonl_rows(path, lines, text_column, label_column, bounds)
   return _csv_rows(path, lines, _FORMATS[ext], text_column, label_column, report,
-                   quoting=ext == ".csv" or opts.tsv_quoting, last_line=last_line)
+                   quoting=ext == ".csv" or opts.tsv_quoting, last_line=last_line, bounds=bounds)
 
 
-def _file_lines(path, encoding, newline_only, report):
+def _file_lines(path, encoding, newline_only, report, bounds=None):
   """The decoded lines of `path`, read 1 MB at a time and decoded strictly (UnicodeDecodeError at a bad byte): with
   their line ends, as csv reads a file opened with newline="", or (newline_only) split on "\n" alone, without it.
-  A byte-order mark at the start is removed and reported."""
+  A byte-order mark at the start is removed and reported. bounds (UTF-8 only): a _LineBounds that gets the byte
+  offset where line 1 starts, then where each line yielded ends (with its "\n"), before the line is yielded."""
   try:
     f = open(path, encoding=encoding, errors="strict", newline="")  # pylint: disable=consider-using-with
   except OSError as e:
@@ -662,11 +804,22 @@ def _file_lines(path, encoding, newline_only, report):
       first = next(pieces, None)
       if first is None:
         return
+      position = 0
       if first.startswith("\ufeff"):
         first = first[1:]
         report.append(f"{path}: removed the byte-order mark at the start")
-      yield first
-      yield from pieces
+        position = len("\ufeff".encode("utf-8"))
+      if bounds is None:
+        yield first
+        yield from pieces
+        return
+      bounds.offsets.append(position)
+      for line in itertools.chain([first], pieces):
+        data = line.encode("utf-8")
+        position += len(data) + newline_only
+        bounds.offsets.append(position)
+        bounds.sha256.update(len(data).to_bytes(8, "little") + data)
+        yield line
   return lines()
 
 
@@ -680,10 +833,11 @@ def _split_newlines_of_chunks(chunks):
   yield rest
 
 
-def _csv_rows(path, lines, delimiter, text_column, label_column, report, quoting=True, last_line=None):
+def _csv_rows(path, lines, delimiter, text_column, label_column, report, quoting=True, last_line=None, bounds=None):
   """Rows of a CSV (quoting: fields in double quotes may hold delimiters, quotes and line breaks) or of a TSV
   read literally (quoting=False: every tab and line break delimits, a quote is text). lines: the file's lines with
-  their ends; last_line(): the number of its last line (for an error message)."""
+  their ends; last_line(): the number of its last line (for an error message); bounds: see _file_lines (the rows
+  then read their texts back from the file)."""
   kind = "tab" if delimiter == "\t" else "comma"
   if quoting:
     fix = (f"Put double quotes around fields that contain a {kind}, a double quote (written twice inside "
@@ -710,7 +864,8 @@ def _csv_rows(path, lines, delimiter, text_column, label_column, report, quoting
                           f"{[i + 1 for i, c in enumerate(header) if c == column]}); rename all but one, "
                           f"or pass {flag}=<column> to use another.")
       ti, li = header.index(text_column), header.index(label_column)
-      rows, blank_line, multiline = _Rows(), None, []
+      source = None if bounds is None else _TableSource(path, ti, delimiter, quoting)
+      rows, blank_line, multiline = _Rows(source), None, []
       start = reader.line_num + 1
       for row in reader:
         end = reader.line_num
@@ -730,7 +885,10 @@ def _csv_rows(path, lines, delimiter, text_column, label_column, report, quoting
           raise DataError(f"{path}, line {start}: {len(row)} fields, but the header has {len(header)}. {fix}.")
         if end > start:
           multiline.append((start, end))
-        rows.append(row[ti], row[li], start)  # labels are stripped after _check_label_spellings
+        if bounds is None:
+          rows.append(row[ti], row[li], start)  # labels are stripped after _check_label_spellings
+        else:
+          rows.append(row[ti], row[li], start, bounds[start - 1], bounds[end])
         start = end + 1
     except csv.Error as e:
       raise DataError(f"{path}, line {start}: cannot parse as {kind}-separated values: "
@@ -760,10 +918,10 @@ def _last_line(text):
   return text.count("\n") + (not text.endswith("\n"))
 
 
-def _jsonl_rows(path, lines, text_column, label_column):
+def _jsonl_rows(path, lines, text_column, label_column, bounds=None):
   """Rows of a JSONL file; lines: its lines split on "\n" only (JSON strings may hold other line separators such
-  as U+2028)."""
-  rows, blank_line = _Rows(), None
+  as U+2028); bounds: see _file_lines."""
+  rows, blank_line = _Rows(None if bounds is None else _TableSource(path, text_column)), None
   for line, content in enumerate(lines, start=1):
     if not content.strip():
       blank_line = blank_line or line
@@ -791,7 +949,10 @@ def _jsonl_rows(path, lines, text_column, label_column):
       raise DataError(f"{path}, line {line}: label {label!r} in '{label_column}' must be a string "
                       "(class name) or an integer (class id). Fix the value, or pass "
                       "--label_column=<column> if that is the wrong column.")
-    rows.append(text_value, label, line)
+    if bounds is None:
+      rows.append(text_value, label, line)
+    else:
+      rows.append(text_value, label, line, bounds[line - 1], bounds[line])
   return rows
 
 
@@ -808,7 +969,7 @@ def _check_label_spellings(path, rows):
   """Without --class_names every distinct label is a class, so a typo would become one: refuses labels that
   mix integer ids with names, and names that differ only by case or surrounding spaces."""
   first = {}  # label -> (line of its first row, count)
-  for _, label, line in rows:
+  for label, line in rows:
     seen_line, count = first.get(label, (line, 0))
     first[label] = (seen_line, count + 1)
 
@@ -846,9 +1007,9 @@ class _LabelCoder:
     if class_names:
       return cls(class_names, True, True)
     _check_label_spellings(path, rows)
-    labels = [_clean(label) for _, label, _ in rows]
+    labels = [_clean(label) for label, _ in rows]
     if all(_is_id(label) for label in labels):
-      for _, label, line in rows:
+      for label, line in rows:
         if int(label) < 0:
           raise DataError(f"{path}, line {line}: label {label} is negative; integer labels are class "
                           "ids 0, 1, ... Fix the label, or pass --class_names to name the classes.")
@@ -879,8 +1040,10 @@ def _load_files(path, validation_file, test_file, text_column, label_column, opt
       raise DataError(f"{flag}={file}: no such file. Check the path.")
     rows = _read_table(file, ext, text_column, label_column, opts, report)
     coder = coder or _LabelCoder.from_train(file, rows, opts.class_names)
-    labels = [coder.encode(file, label, line) for _, label, line in rows]
-    return _Part(name, rows.texts, labels, file, _Lines(rows.lines)), coder
+    labels = [coder.encode(file, label, line) for label, line in rows]
+    texts = rows.texts()
+    hashes = texts.hashes if isinstance(texts, FileTexts) else None  # hashed while parsing
+    return _Part(name, texts, labels, file, _Lines(rows.lines), hashes), coder
 
   pool, coder = load("train", path, "--dataset", None)
   given = {}
@@ -1080,7 +1243,7 @@ def _assemble(pool, given, class_names, source, opts, report, tf_keras_split=Fal
     part = splits.get(name)
     if part is None:
       return None
-    return Split(list(part.texts), np.asarray(part.labels, dtype=np.int32), part.hashes())
+    return Split(part.texts, np.asarray(part.labels, dtype=np.int32), part.hashes())
 
   return TextData(train=split("train"), validation=split("validation"), test=split("test"),
                   class_names=list(class_names), source=source, report=report, overlap=_shared(splits))

@@ -4,7 +4,9 @@ Tokenizing is the slow part of a start on large data (the preprocessing model ru
 of a sweep, every worker and every eval.py would otherwise redo it. A tokenized split is stored under
 `<--token_cache>/<key>/`, where the key is a SHA-256 over:
   * the split itself: every text and label, in order (so any change of file, split rule, seed, duplicate dropping
-    or class list gives another key: what was split off is what is hashed),
+    or class list gives another key: what was split off is what is hashed); for texts that stay in a UTF-8
+    CSV/TSV/JSONL file until tokenized (bertclf.data.FileTexts), the file's content as parsed, the column and each
+    row's byte range stand for the texts, so the key does not read them again,
   * the preprocessing model: a tfhub.dev handle as given (published versions do not change), a local SavedModel
     by the contents of its files,
   * --seq_length and this file's FORMAT.
@@ -95,10 +97,13 @@ class TokenCache:
     """The entry name of a `bertclf.data.Split` tokenized by this cache's model to its seq_length."""
     digest = hashlib.sha256(f"bertclf token cache {FORMAT}\0{self._preprocess()}\0{self.seq_length}\0".encode())
     digest.update(f"{len(split.texts)}\0".encode())
-    for text in split.texts:
-      data = text.encode("utf-8", "surrogatepass")
-      digest.update(len(data).to_bytes(8, "little"))
-      digest.update(data)
+    if hasattr(split.texts, "identity"):  # texts read from a file when needed (bertclf.data.FileTexts)
+      digest.update(b"file\0" + split.texts.identity())
+    else:
+      for text in split.texts:
+        data = text.encode("utf-8", "surrogatepass")
+        digest.update(len(data).to_bytes(8, "little"))
+        digest.update(data)
     digest.update(np.ascontiguousarray(split.labels, np.int64).tobytes())
     return digest.hexdigest()[:40]
 

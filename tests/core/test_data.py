@@ -1,5 +1,6 @@
 """Tests for bertclf.data: every source format, the split procedure, the IMDB download and bad input."""
 
+import csv
 import io
 import json
 import os
@@ -664,11 +665,11 @@ def test_hash_collisions_are_confirmed_on_the_text(tmp_path, monkeypatch):
 
   def load(**kwargs):
     got = load_text_data(path, validation_file=val, **kwargs)
-    return sorted(texts_labels(got.train, got.class_names)), got.validation.texts, got.overlap, got.report
+    return sorted(texts_labels(got.train, got.class_names)), list(got.validation.texts), got.overlap, got.report
 
   real = [load(drop_duplicates=True), load(allow_split_overlap=True)]
   refused = error(dataset=path, validation_file=val)
-  monkeypatch.setattr(data, "text_hashes", lambda texts: np.zeros(len(texts), np.uint64))
+  monkeypatch.setattr(data, "_digest", lambda text: bytes(data.HASH_BYTES))  # every hash, also those of parsing
   assert [load(drop_duplicates=True), load(allow_split_overlap=True)] == real
   assert error(dataset=path, validation_file=val) == refused
   assert real[0][1] == ["new", "newer"] and real[1][2] == {"validation": {"train": 1}}
@@ -701,3 +702,64 @@ def test_a_file_larger_than_a_read_chunk_is_read_whole_and_in_order(tmp_path):
   csv_path = write(str(tmp_path / "big.csv"), ("text,label\n" + "".join(f"{t},{'ab'[i % 2]}\n" for i, t in
                                                                          enumerate(texts))).encode() + b"\xff,a\n")
   assert error(dataset=csv_path).startswith(f"{csv_path}, line 30002: cannot decode byte 0xff")
+
+
+# Texts of UTF-8 files stay in the file.
+
+_TRICKY = ["plain", "caf\u00e9 \u2603 \U0001f600", "  spaced  ", "with, comma", 'a "quoted" word', "two\r\nlines",
+           "line\nbreak", "u2028\u2028inside", "last one"]
+
+
+def _table(path, texts, ext, bom=False, newline="\n"):
+  """A labelled table of `texts` (labels a/b alternating) in the format of `ext`."""
+  labels = ["ab"[i % 2] for i in range(len(texts))]
+  if ext == ".jsonl":
+    body = "".join(json.dumps({"text": t, "label": l}, ensure_ascii=False) + "\n" for t, l in zip(texts, labels))
+  else:
+    out = io.StringIO()
+    csv.writer(out, delimiter="," if ext == ".csv" else "\t", lineterminator=newline).writerows(
+        [["label", "text"]] + [[l, t] for t, l in zip(texts, labels)])
+    body = out.getvalue()
+  return write(path, ("\ufeff" if bom else "") + body)
+
+
+@pytest.mark.parametrize("ext,newline", [(".csv", "\n"), (".csv", "\r\n"), (".tsv", "\n"), (".jsonl", "\n")])
+def test_texts_of_a_utf8_file_are_read_back_from_it(tmp_path, ext, newline):
+  """A UTF-8 table's splits hold their rows' byte ranges, not the texts: reading them gives exactly the texts
+  written (multi-line quoted rows, non-ASCII, a byte-order mark), and a file changed since stops with its path."""
+  texts = _TRICKY if ext != ".tsv" else [t for t in _TRICKY if not set(t) & set('\r\n"')]  # TSV read literally
+  texts = [f"{t} {i}" for i in range(3) for t in texts]
+  path = _table(str(tmp_path / f"a{ext}"), texts, ext, bom=True, newline=newline)
+  got = load_text_data(path, validation_fraction=0.3, seed=1)
+  assert isinstance(got.train.texts, data.FileTexts) and isinstance(got.validation.texts, data.FileTexts)
+  assert sorted(got.train.texts + got.validation.texts) == sorted(texts)
+  assert got.train.texts[1:3] == [got.train.texts[1], got.train.texts[2]] and got.train.texts[-1] == list(
+      got.train.texts)[-1]
+  labels = {t: "ab"[i % 2] for i, t in enumerate(texts)}  # as _table writes them
+  assert [labels[t] for t in got.train.texts] == [got.class_names[label] for label in got.train.labels]
+  np.testing.assert_array_equal(got.train.hashes(), data.text_hashes(list(got.train.texts)))
+  with open(path, "r+b") as f:  # one character of a text changed in place, same length
+    content = f.read()
+    at = content.index(b"spaced")
+    f.seek(at)
+    f.write(b"SPACED")
+  with pytest.raises(DataError, match=f"^{path}: changed while this run was reading it"):
+    list(got.train.texts + got.validation.texts)
+
+
+def test_a_utf8_file_gives_the_same_splits_as_texts_held_in_memory(tmp_path):
+  """The same ASCII file read as UTF-8 (texts read back from the file) and as latin-1 (texts held as str): the
+  same splits, order, labels, hashes and report, with --drop_duplicates and an overlapping validation file."""
+  texts = [t.encode("ascii", "replace").decode() for t in _TRICKY]
+  train = _table(str(tmp_path / "t.csv"), [f"{t} {i % 7}" for i in range(40) for t in texts[:2]] + texts, ".csv",
+                 newline="\r\n")
+  val = _table(str(tmp_path / "v.csv"), texts[:4] + ["fresh", "fresher"], ".csv")
+  loads = [load_text_data(train, validation_file=val, encoding=enc, drop_duplicates=True, test_fraction=0.2)
+           for enc in ("utf-8", "latin-1")]
+  assert isinstance(loads[0].train.texts, data.FileTexts) and isinstance(loads[1].train.texts, list)
+  for name in ("train", "validation", "test"):
+    utf8, held = getattr(loads[0], name), getattr(loads[1], name)
+    assert utf8.texts == held.texts and list(utf8.texts) == held.texts
+    np.testing.assert_array_equal(utf8.labels, held.labels)
+    np.testing.assert_array_equal(utf8.hashes(), held.hashes())
+  assert loads[0].report == loads[1].report and loads[0].overlap == loads[1].overlap

@@ -149,3 +149,26 @@ def test_a_csv_dataset_is_read_back_from_its_record_without_parsing_a_text(tmp_p
   pipeline.load_and_tokenize(toy_imdb, _options(), lambda: model, 16, cache=cache)
   pipeline.load_and_tokenize(toy_imdb, _options(), lambda: model, 16, cache=cache)
   assert parsed == [toy_imdb] * 2
+
+
+def test_texts_read_from_a_file_are_keyed_by_the_file_and_tokenized_the_same(tmp_path, tiny_hub):
+  """Splits whose texts stay in a UTF-8 CSV (bertclf.data.FileTexts) are keyed by the file's content and the rows'
+  byte ranges, without reading the texts: the same file gives the same key, one changed character another; and
+  tokenizing them gives what tokenizing the same texts held in memory gives."""
+  handles = encoders.resolve(tiny_hub)
+  cache = token_cache.TokenCache(tmp_path / "cache", handles.preprocess, 12)
+  rows = "".join(f'"review {i}, a ""great"" film\nor not",{i % 2}\n' for i in range(30))
+  path = tmp_path / "a.csv"
+  path.write_text("text,label\n" + rows, encoding="utf-8")
+  load = lambda **kw: data.load_text_data(str(path), validation_fraction=0.2, **kw)  # noqa: E731
+  got = load()
+  assert isinstance(got.train.texts, data.FileTexts)
+  key = cache.key(got.train)
+  assert cache.key(load().train) == key and cache.key(got.validation) != key
+  held = load(encoding="latin-1").train  # the same texts as a list (ASCII file)
+  assert isinstance(held.texts, list) and held.texts == got.train.texts
+  preprocess = encoders.load_preprocess(handles)
+  assert_same_tensors(pipeline.tokenize(got.train, preprocess, 12).features,
+                      pipeline.tokenize(held, preprocess, 12).features, what="file vs list")
+  path.write_text("text,label\n" + rows.replace("review 3,", "review 3;"), encoding="utf-8")
+  assert cache.key(load().train) != key
