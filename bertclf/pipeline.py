@@ -28,6 +28,7 @@ import tensorflow as tf
 from bertclf import data as data_lib
 from bertclf import errors
 from bertclf import splits
+from bertclf import token_cache
 
 FEATURES = ("input_word_ids", "input_mask", "input_type_ids")
 
@@ -39,10 +40,16 @@ def _single_text_mask(lengths, seq_length):
 
 def narrowest(values):
   """The smallest unsigned integer type that holds every value of a non-negative int array, else int32."""
-  if values.size == 0 or values.min() < 0:
+  if values.size == 0:
     return np.int32
-  top = values.max()
-  return np.uint8 if top < 1 << 8 else np.uint16 if top < 1 << 16 else np.int32
+  return token_cache.narrowest_type(int(values.min()), int(values.max()))
+
+
+def derived_feature(name, lengths, seq_length):
+  """A feature that a single text of each length packs to (not stored): [N, T] int32."""
+  if name == "input_mask":
+    return _single_text_mask(lengths, seq_length).astype(np.int32)
+  return np.zeros([len(lengths), seq_length], np.int32)
 
 
 @dataclasses.dataclass
@@ -104,9 +111,7 @@ class Tokenized:
 
   def derived(self, name):
     """A feature that is not stored, as a single text gives it: [N, T] int32."""
-    if name == "input_mask":
-      return _single_text_mask(self.lengths, self.seq_length).astype(np.int32)
-    return np.zeros(self.word_ids.shape, np.int32)
+    return derived_feature(name, self.lengths, self.seq_length)
 
   @property
   def features(self):
@@ -203,8 +208,10 @@ def tokenize(split, preprocess, seq_length, batch_size=256, cache=None, name="sp
 
   With a `bertclf.token_cache.TokenCache`, a split tokenized before by the same preprocessing model to the same
   length is read from it instead, and a new one is written to it; `name` is the split's name in the log lines.
-  Each batch is made compact as it arrives, so the int32 output of the model is never held for the whole split.
-  `key`: the split's cache key when the caller has it already.
+  Each batch is made compact as it arrives, so the int32 output of the model is never held for the whole split;
+  with a cache it is written to the new entry as it arrives, and the split is then read from the entry
+  memory-mapped, so its ids are never all in this process's memory. `key`: the split's cache key when the caller
+  has it already.
   """
   start = time.time()
   labels = np.asarray(split.labels, np.int32)
@@ -220,34 +227,90 @@ def tokenize(split, preprocess, seq_length, batch_size=256, cache=None, name="sp
   # Batches of strings from the Python list, one at a time: the split is never copied whole into a string tensor.
   # tf.data keeps the generator's function alive after the loop (in its traced functions), so the generator reads
   # the texts through a holder emptied afterwards; otherwise the list would stay in memory for the whole run.
-  holder = [split.texts]
-  ds = tf.data.Dataset.from_generator(
-      lambda: (holder[0][i:i + batch_size] for i in range(0, len(holder[0]), batch_size)),
-      output_signature=tf.TensorSpec([None], tf.string))
+  holder, failed = [split.texts], []
+
+  def batches():
+    try:
+      for i in range(0, len(holder[0]), batch_size):
+        yield holder[0][i:i + batch_size]
+    except errors.UserError as e:  # e.g. a file changed while read (data.FileTexts); tf.data would wrap it
+      failed.append(e)
+      raise
+
+  ds = tf.data.Dataset.from_generator(batches, output_signature=tf.TensorSpec([None], tf.string))
   ds = ds.map(tokenize_fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   ds = ds.prefetch(tf.data.AUTOTUNE)
-  parts = []
+  # With a cache each batch goes to the entry on disk as it arrives; without, to a list joined at the end.
+  sink = _EntrySink(cache.writer(key), seq_length) if cache is not None else _MemorySink(seq_length)
   try:
     with tf.device("/cpu:0"):
       for batch in ds:
-        parts.append(Tokenized.from_features({k: batch[k].numpy() for k in FEATURES}, labels[:0]))
+        sink.add(Tokenized.from_features({k: batch[k].numpy() for k in FEATURES}, labels[:0]))
+    out = sink.finish(labels)
+  except tf.errors.OpError:
+    if failed:
+      raise failed[0] from None  # the user's error, as one line
+    raise
   finally:
     holder.clear()
-  if not parts:
-    empty = np.zeros([0, seq_length], np.int32)
-    parts = [Tokenized.from_features(dict.fromkeys(FEATURES, empty), labels[:0])]
-  out = Tokenized.concatenate(parts, labels)
+    sink.abort()
   truncated = int((out.lengths == seq_length).sum())
   logging.info("Tokenized %d texts of the %s split in %.1fs: mean %.1f tokens, %d (%.1f%%) filled all %d positions "
                "(maybe truncated).", len(out), name, time.time() - start, out.lengths.mean() if len(out) else 0,
                truncated, 100.0 * truncated / max(len(out), 1), seq_length)
   if cache is not None:
-    logging.info("Token cache miss for the %s split: wrote %s.", name, cache.store(key, out.arrays()))
-    # Read back memory-mapped, as a later run would: the ids then live in the shared page cache, not in this process.
-    arrays = cache.load(key, len(out))
-    if arrays is not None:
-      out = Tokenized.from_arrays(arrays, labels)
+    logging.info("Token cache miss for the %s split: wrote %s.", name, sink.folder)
   return out
+
+
+class _MemorySink:
+  """Tokenized chunks kept in memory and joined into one `Tokenized` at the end."""
+
+  def __init__(self, seq_length):
+    self.parts, self.seq_length = [], seq_length
+
+  def add(self, part):
+    self.parts.append(part)
+
+  def finish(self, labels):
+    if not self.parts:
+      empty = np.zeros([0, self.seq_length], np.int32)
+      self.parts.append(Tokenized.from_features(dict.fromkeys(FEATURES, empty), labels[:0]))
+    return Tokenized.concatenate(self.parts, labels)
+
+  def abort(self):
+    self.parts.clear()
+
+
+class _EntrySink:
+  """Tokenized chunks written to a token cache entry as they arrive (`token_cache.EntryWriter`), then read back
+  memory-mapped, as a later run would: the split's ids are never all in this process's memory, only in the shared
+  page cache. A feature first stored by a later chunk is written for the earlier ones as a single text gives it."""
+
+  def __init__(self, writer, seq_length):
+    self.writer, self.seq_length, self.lengths, self.folder = writer, seq_length, [], None
+
+  def add(self, part):
+    self.lengths.append(part.lengths)
+    self.writer.append("word_ids", part.word_ids)
+    for name in FEATURES[1:]:
+      if name not in part.stored and not self.writer.has(name):
+        continue  # a single text's packing so far: rebuilt from the lengths
+      if not self.writer.has(name):
+        for earlier in self.lengths[:-1]:
+          self.writer.append(name, derived_feature(name, earlier, self.seq_length))
+      self.writer.append(name, part.stored[name] if name in part.stored else part.derived(name))
+
+  def finish(self, labels):
+    lengths = np.concatenate(self.lengths) if self.lengths else np.zeros([0], np.int32)
+    self.folder = self.writer.finish(lengths)
+    arrays = self.writer.cache.load(self.writer.key, len(lengths))
+    if arrays is None:
+      raise RuntimeError(f"token cache entry {self.folder} written but not readable")
+    return Tokenized.from_arrays(arrays, labels)
+
+  def abort(self):
+    self.writer.abort()
 
 
 def _gather_fn(data, bucketed):

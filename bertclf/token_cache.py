@@ -131,9 +131,16 @@ class TokenCache:
 
   def store(self, key, arrays):
     """Writes an entry of {name: array} (a folder of its own, renamed into place); returns its folder."""
-    meta = {"format": FORMAT, "arrays": sorted(arrays), "num_examples": len(arrays["lengths"]),
-            "seq_length": self.seq_length, "preprocess": self.preprocess_handle, "written": time.time()}
-    return self._write(key, arrays, meta)
+    return self._write(key, arrays, self.entry_meta(len(arrays["lengths"]), arrays))
+
+  def writer(self, key):
+    """An `EntryWriter` for entry `key`: a split written as it is tokenized, never held whole."""
+    return EntryWriter(self, key)
+
+  def entry_meta(self, num_examples, names=()):
+    """meta.json of an entry of `num_examples` rows holding arrays `names`."""
+    return {"format": FORMAT, "arrays": sorted(names), "num_examples": num_examples, "seq_length": self.seq_length,
+            "preprocess": self.preprocess_handle, "written": time.time()}
 
   def data_key(self, files, data_options):
     """The record name of a dataset read from `files` (bertclf.data.source_files) with `data_options` (the data
@@ -171,23 +178,96 @@ class TokenCache:
 
   def _write(self, key, arrays, meta):
     """A folder `key` of {name}.npy arrays and meta.json, written under a temporary name and renamed into place."""
-    folder = os.path.join(self.root, key)
-    try:
-      os.makedirs(self.root, exist_ok=True)
-      tmp = tempfile.mkdtemp(prefix=f".{key}.", dir=self.root)
-    except OSError as e:
-      raise errors.UserError(f"--token_cache={self.root}: cannot write there ({e.strerror}); give a writable "
-                             "folder or --token_cache=off.") from e
+    tmp = self.temporary_folder(key)
     try:
       for name, values in arrays.items():
         np.save(os.path.join(tmp, f"{name}.npy"), values)
-      with open(os.path.join(tmp, "meta.json"), "w") as f:
-        json.dump(meta, f)
-      try:
-        os.rename(tmp, folder)
-      except OSError:  # another process renamed its copy into place first: the same content, keep that one
-        if not os.path.isdir(folder):
-          raise
+      return self.publish(tmp, key, meta)
     finally:
       shutil.rmtree(tmp, ignore_errors=True)
+
+  def temporary_folder(self, key):
+    """A new folder in the cache, named after entry `key`, for one writer."""
+    try:
+      os.makedirs(self.root, exist_ok=True)
+      return tempfile.mkdtemp(prefix=f".{key}.", dir=self.root)
+    except OSError as e:
+      raise errors.UserError(f"--token_cache={self.root}: cannot write there ({e.strerror}); give a writable "
+                             "folder or --token_cache=off.") from e
+
+  def publish(self, tmp, key, meta):
+    """Writes meta.json into the temporary folder `tmp` and renames it to `key`; returns the entry's folder."""
+    folder = os.path.join(self.root, key)
+    with open(os.path.join(tmp, "meta.json"), "w") as f:
+      json.dump(meta, f)
+    try:
+      os.rename(tmp, folder)
+    except OSError:  # another process renamed its copy into place first: the same content, keep that one
+      if not os.path.isdir(folder):
+        raise
     return folder
+
+
+def narrowest_type(low, high):
+  """The smallest unsigned integer type that holds every value in [low, high], else int32 (also for no values)."""
+  if low is None or low < 0:
+    return np.int32
+  return np.uint8 if high < 1 << 8 else np.uint16 if high < 1 << 16 else np.int32
+
+
+class EntryWriter:
+  """Writes a cache entry a chunk of rows at a time, so a split's ids are never all in memory.
+
+  Each [n, T] array is appended as int32 to a raw file in the entry's temporary folder; `finish` converts it, a
+  block of rows at a time, to an .npy of the narrowest type that holds every value (as `store` would have written
+  the whole array), adds the lengths and renames the folder into place. `abort` (or a failure) removes it."""
+
+  _BLOCK = 1 << 16  # rows converted at a time
+
+  def __init__(self, cache, key):
+    self.cache, self.key = cache, key
+    self.tmp = cache.temporary_folder(key)
+    self._arrays = {}  # name -> [rows, lowest value, highest value]
+
+  def has(self, name):
+    return name in self._arrays
+
+  def append(self, name, values):
+    """values: [n, seq_length] integers, the next n rows of array `name`."""
+    values = np.ascontiguousarray(values, np.int32)
+    rows, low, high = self._arrays.get(name, (0, None, None))
+    if values.size:
+      low = int(values.min()) if low is None else min(low, int(values.min()))
+      high = int(values.max()) if high is None else max(high, int(values.max()))
+    with open(os.path.join(self.tmp, f"{name}.raw"), "ab") as f:
+      f.write(values.tobytes())
+    self._arrays[name] = [rows + len(values), low, high]
+
+  def finish(self, lengths):
+    """lengths: [N] of the whole split. Returns the entry's folder."""
+    try:
+      self._arrays.setdefault("word_ids", [0, None, None])
+      seq_length = self.cache.seq_length
+      for name, (rows, low, high) in self._arrays.items():
+        if rows != len(lengths):
+          raise ValueError(f"token cache entry {self.key}: {rows} rows of {name} for {len(lengths)} examples")
+        raw = os.path.join(self.tmp, f"{name}.raw")
+        out = np.lib.format.open_memmap(os.path.join(self.tmp, f"{name}.npy"), "w+", narrowest_type(low, high),
+                                        (rows, seq_length))
+        if rows:
+          src = np.memmap(raw, np.int32, "r", shape=(rows, seq_length))
+          for start in range(0, rows, self._BLOCK):
+            out[start:start + self._BLOCK] = src[start:start + self._BLOCK]
+          del src
+        out.flush()
+        del out
+        if os.path.exists(raw):
+          os.remove(raw)
+      np.save(os.path.join(self.tmp, "lengths.npy"), np.asarray(lengths, np.int32))
+      meta = self.cache.entry_meta(len(lengths), [*self._arrays, "lengths"])
+      return self.cache.publish(self.tmp, self.key, meta)
+    finally:
+      self.abort()
+
+  def abort(self):
+    shutil.rmtree(self.tmp, ignore_errors=True)

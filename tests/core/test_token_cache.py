@@ -6,6 +6,7 @@ import shutil
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from bertclf import data
 from bertclf import encoders
@@ -172,3 +173,54 @@ def test_texts_read_from_a_file_are_keyed_by_the_file_and_tokenized_the_same(tmp
                       pipeline.tokenize(held, preprocess, 12).features, what="file vs list")
   path.write_text("text,label\n" + rows.replace("review 3,", "review 3;"), encoding="utf-8")
   assert cache.key(load().train) != key
+
+
+class _CharPreprocess:
+  """A stand-in preprocessing model: word ids are a text's character codes, and a text that starts with "s" gets
+  segment ids of 1 from position 2 on (a packing that is not a single text's, so it is stored)."""
+
+  def tokenize(self, texts):
+    return tf.strings.unicode_decode(texts, "UTF-8")  # [B, chars] ragged
+
+  def bert_pack_inputs(self, tokens, seq_length):
+    ids = tokens[0][:, :seq_length].to_tensor(shape=[None, seq_length])  # [B, T]
+    mask = tf.cast(ids != 0, tf.int32)
+    second = tf.cast(ids[:, :1] == ord("s"), tf.int32) * tf.cast(tf.range(seq_length) >= 2, tf.int32)[None]
+    return {"input_word_ids": ids, "input_mask": mask, "input_type_ids": second * mask}
+
+
+def test_an_entry_is_written_chunk_by_chunk_as_tokenizing_in_memory_gives_it(tmp_path):
+  """With a cache, each tokenized batch goes to the entry on disk as it arrives; what is read back equals the split
+  tokenized in memory: the same features, the narrowest type over all chunks (a wide id only in a late chunk), and
+  segment ids first seen in a late chunk written for the earlier ones too. No temporary folder is left."""
+  texts = [f"text {i} " + "x" * (i % 7) for i in range(40)]
+  texts[26] = "second segment"  # 4th chunk of 8: the first with stored segment ids
+  texts[33] = "wide \u0101"  # 5th chunk: an id above 255
+  split = _split(texts, [i % 2 for i in range(40)])
+  cache = token_cache.TokenCache(tmp_path, "unused", 10)
+  held = pipeline.tokenize(split, _CharPreprocess(), 10, batch_size=8)
+  streamed = pipeline.tokenize(split, _CharPreprocess(), 10, batch_size=8, cache=cache, key="k")
+  assert isinstance(streamed.word_ids, np.memmap)
+  assert sorted(streamed.stored) == sorted(held.stored) == ["input_type_ids"]
+  assert streamed.word_ids.dtype == held.word_ids.dtype == np.uint16
+  assert {k: v.dtype for k, v in streamed.stored.items()} == {k: v.dtype for k, v in held.stored.items()}
+  assert_same_tensors(streamed.features, held.features, what="streamed to the cache vs in memory")
+  assert held.features["input_type_ids"][26, 2:].any() and not held.features["input_type_ids"][:26].any()
+  assert os.listdir(tmp_path) == ["k"]
+
+
+class _FailingTexts(list):
+  """A split's texts that fail on the third batch read (as a file changed during the run does)."""
+
+  def __getitem__(self, i):
+    if isinstance(i, slice) and i.start >= 16:
+      raise data.DataError("texts.csv: changed while this run was reading it")
+    return super().__getitem__(i)
+
+
+def test_a_failed_tokenization_leaves_no_entry_and_no_temporary_folder(tmp_path):
+  split = data.Split(_FailingTexts(f"text {i}" for i in range(40)), np.zeros(40, np.int32))
+  cache = token_cache.TokenCache(tmp_path, "unused", 10)
+  with pytest.raises(data.DataError, match="changed while this run was reading it"):  # as raised, not wrapped
+    pipeline.tokenize(split, _CharPreprocess(), 10, batch_size=8, cache=cache, key="k")
+  assert os.listdir(tmp_path) == []
