@@ -2,6 +2,7 @@
 
   python -m bertclf.tools.convert_bert --out_dir=runs/minilm_hub
   python benchmarks/scale.py --sizes=100000,1000000 --out=docs/benchmarks/scale.md
+  python benchmarks/scale.py --sizes=100000,1000000 --read_texts   # loading and reading texts back, no training
 
 For each size N, a CSV of N distinct labelled texts is built from the demo's tweets (each tweet followed by a
 number written as words, so no two rows are equal and the token lengths stay tweet-like), then train.py runs
@@ -38,6 +39,8 @@ flags.DEFINE_string("work_dir", "runs/scale", "CSVs, token caches and runs go he
 flags.DEFINE_integer("train_steps", 200, "Steps per run (the steady rate is the last progress line's).")
 flags.DEFINE_list("extra", [], "More train.py flags, e.g. --extra=--dtype=fp32.")
 flags.DEFINE_string("out", "", "Markdown table written here ('' = print only).")
+flags.DEFINE_bool("read_texts", False, "Instead of training: load each CSV in this process and time reading its "
+                  "training texts back from the file, in the batches tokenizing reads them (256, permuted order).")
 
 _ONES = "zero one two three four five six seven eight nine".split()
 
@@ -108,12 +111,29 @@ def run(csv_path, cache, model_dir):
               ex_s=float(rate[-1]) if rate else float("nan"))
 
 
+def read_texts(csv_path):
+  """Seconds to load the CSV (parse and split) and to read every training text back from it."""
+  from bertclf import data  # pylint: disable=g-import-not-at-top
+  start = time.time()
+  loaded = data.load_text_data(csv_path, label_column="sentiment", validation_fraction=0.001)
+  load = time.time() - start
+  texts, start = loaded.train.texts, time.time()
+  for i in range(0, len(texts), 256):
+    texts[i:i + 256]  # pylint: disable=pointless-statement
+  return load, time.time() - start, len(texts)
+
+
 def main(_):
   os.makedirs(FLAGS.work_dir, exist_ok=True)
   rows = []
   for n in (int(s) for s in FLAGS.sizes):
     csv_path = os.path.abspath(os.path.join(FLAGS.work_dir, f"tweets_{n}.csv"))
     build_csv(csv_path, n)
+    if FLAGS.read_texts:
+      load, read, count = read_texts(csv_path)
+      print(f"{n:,} rows: loaded in {load:.1f} s; {count:,} training texts read back in {read:.1f} s "
+            f"({1e6 * read / count:.1f} us a text)", flush=True)
+      continue
     cache = os.path.abspath(os.path.join(FLAGS.work_dir, f"tokens_{n}"))
     subprocess.run(["rm", "-rf", cache], check=True)
     for label in ("cold", "warm"):
@@ -121,6 +141,8 @@ def main(_):
       subprocess.run(["rm", "-rf", os.path.join(FLAGS.work_dir, f"run_{n}_{label}")], check=True)
       rows.append((n, label, r))
       print(n, label, r, flush=True)
+  if FLAGS.read_texts:
+    return
   table = ["| examples | cache | to first step | tokenize (training split) | steady ex/s | peak RSS | peak private |",
            "|---|---|---|---|---|---|---|"]
   for n, label, r in rows:
