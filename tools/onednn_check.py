@@ -4,7 +4,9 @@
 
 TensorFlow 2.20.0 (oneDNN v3.7.3) computes tf.matmul([2, 1, 40, 20], [1, 1, 20, 40]) wrongly on a 2-core AMD
 EPYC (AVX-512 with AVX512_BF16, no AMX), off by up to 18 against NumPy, and repeating it ends in a segmentation
-fault; with TF_ENABLE_ONEDNN_OPTS=0 the same product is exact and never crashes. bertclf's training and evaluation
+fault; with TF_ENABLE_ONEDNN_OPTS=0 the same product is exact and never crashes. The same holds for a matmul of a
+rank-4 tensor by a matrix, whose batch dimensions broadcast too (tensorflow/tensorflow#117700, reported upstream
+as heap corruption). bertclf's training and evaluation
 graphs never run such a matmul (docs/TRAINING.md, "Native crashes"); a research variant that writes one (an
 attention bias or a projection shared across the batch by broadcasting) would. Each case runs in its own process,
 so a crash is reported rather than taken.
@@ -22,6 +24,9 @@ worst = max(float(np.abs(f(a, b).numpy() - want).max()) for _ in range({repeats}
 print(f"{{worst:.3g}}")
 """
 CASES = {"broadcast batch [2,1,40,20] x [1,1,20,40]": ([2, 1, 40, 20], [1, 1, 20, 40]),
+         # tensorflow/tensorflow#117700: heap corruption (glibc aborts, segmentation faults) from a rank-4 x rank-2
+         # matmul with oneDNN on.
+         "rank-4 x rank-2 [13,1,3,4] x [4,16]": ([13, 1, 3, 4], [4, 16]),
          "same batch [2,2,40,20] x [2,2,20,40]": ([2, 2, 40, 20], [2, 2, 20, 40])}
 
 
