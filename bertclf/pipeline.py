@@ -215,14 +215,26 @@ def tokenize(split, preprocess, seq_length, batch_size=256, cache=None, name="sp
   """
   start = time.time()
   labels = np.asarray(split.labels, np.int32)
-  if cache is not None and key is None:
+  if cache is None:
+    return _tokenize(split, preprocess, seq_length, batch_size, _MemorySink(seq_length), labels, name, start)
+  if key is None:
     key = cache.key(split)
-  arrays = cache.load(key, len(split)) if cache is not None else None
-  if arrays is not None:
-    out = Tokenized.from_arrays(arrays, labels)
-    logging.info("Token cache hit for the %s split: %d examples from %s in %.1fs.", name, len(out),
-                 os.path.join(cache.root, key), time.time() - start)
-    return out
+  # One process tokenizes a missing entry; others that need it at the same time (workers, sweep runs) wait for it.
+  with cache.building(key):
+    arrays = cache.load(key, len(split))  # written before, or by the process this one waited for
+    if arrays is not None:
+      out = Tokenized.from_arrays(arrays, labels)
+      logging.info("Token cache hit for the %s split: %d examples from %s in %.1fs.", name, len(out),
+                   os.path.join(cache.root, key), time.time() - start)
+      return out
+    sink = _EntrySink(cache.writer(key), seq_length)
+    out = _tokenize(split, preprocess, seq_length, batch_size, sink, labels, name, start)
+  logging.info("Token cache miss for the %s split: wrote %s.", name, sink.folder)
+  return out
+
+
+def _tokenize(split, preprocess, seq_length, batch_size, sink, labels, name, start):
+  """Runs the preprocessing model over the split's texts into `sink` (_MemorySink or _EntrySink)."""
   tokenize_fn = make_tokenize_fn(preprocess, seq_length)
   # Batches of strings from the Python list, one at a time: the split is never copied whole into a string tensor.
   # tf.data keeps the generator's function alive after the loop (in its traced functions), so the generator reads
@@ -240,8 +252,6 @@ def tokenize(split, preprocess, seq_length, batch_size=256, cache=None, name="sp
   ds = tf.data.Dataset.from_generator(batches, output_signature=tf.TensorSpec([None], tf.string))
   ds = ds.map(tokenize_fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   ds = ds.prefetch(tf.data.AUTOTUNE)
-  # With a cache each batch goes to the entry on disk as it arrives; without, to a list joined at the end.
-  sink = _EntrySink(cache.writer(key), seq_length) if cache is not None else _MemorySink(seq_length)
   try:
     with tf.device("/cpu:0"):
       for batch in ds:
@@ -258,8 +268,6 @@ def tokenize(split, preprocess, seq_length, batch_size=256, cache=None, name="sp
   logging.info("Tokenized %d texts of the %s split in %.1fs: mean %.1f tokens, %d (%.1f%%) filled all %d positions "
                "(maybe truncated).", len(out), name, time.time() - start, out.lengths.mean() if len(out) else 0,
                truncated, 100.0 * truncated / max(len(out), 1), seq_length)
-  if cache is not None:
-    logging.info("Token cache miss for the %s split: wrote %s.", name, sink.folder)
   return out
 
 

@@ -25,14 +25,21 @@ hash is the key, as above).
 Entries' [N, T] arrays are read memory-mapped: the pipeline gathers each batch's rows from the file, so a process
 holds the ids only in the page cache, shared with every other process on the host that reads the same entry.
 
-Several processes may build the same entry at once (two workers, two sweep runs): each writes a folder of its own
-and renames it into place; a rename onto an entry that exists fails, and the loser drops its copy. A reader never
-sees a half-written entry. Entries are never changed after that; delete the folder to reclaim space.
+Several processes may need the same missing entry at once (two workers, two sweep runs, eval.py beside training):
+the first to create `<key>.lock` tokenizes and the others wait for its entry and read it (`building`). A lock whose
+holder died is taken over: its pid is gone on this host, or, for a holder on another host sharing the folder, it
+has not been refreshed for STALE_SECONDS (the writer refreshes it as batches arrive). A writer writes a folder of
+its own and renames it into place, so a reader never sees a half-written entry, and if two writers still race (a
+lock taken over from a slow holder), the rename onto an entry that exists fails and the loser drops its copy.
+Entries are never changed after that, except that one that cannot be read is replaced; delete the folder to
+reclaim space.
 """
+import contextlib
 import hashlib
 import json
 import os
 import shutil
+import socket
 import tempfile
 import time
 
@@ -45,6 +52,8 @@ from bertclf import errors
 
 FORMAT = 2
 OFF = "off"
+# A build lock not refreshed for this long is a builder's that died on another host (its process cannot be checked).
+STALE_SECONDS = 120.0
 
 
 def _update_with_file(digest, path):
@@ -137,6 +146,45 @@ class TokenCache:
     """An `EntryWriter` for entry `key`: a split written as it is tokenized, never held whole."""
     return EntryWriter(self, key)
 
+  @contextlib.contextmanager
+  def building(self, key, poll_seconds=1.0):
+    """Lets one process at a time tokenize entry `key`: yields True in the process that holds `<key>.lock` (it
+    writes the entry, and `EntryWriter.append` keeps the lock fresh), or False once another process's entry has
+    appeared (load it). A lock whose holder died (its pid gone on this host, or not refreshed for STALE_SECONDS)
+    is taken over; a holder that stops without an entry hands the build to the next process."""
+    os.makedirs(self.root, exist_ok=True)
+    lock = os.path.join(self.root, f"{key}.lock")
+    waited = False
+    while True:
+      try:
+        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+      except FileExistsError:
+        if os.path.isdir(os.path.join(self.root, key)):
+          yield False
+          return
+        holder = _lock_holder(lock)
+        if holder is not None and _is_stale(lock, holder):
+          logging.warning("Token cache: %s was left by %s, which stopped; building the entry here.", lock,
+                          holder.get("owner", "a process"))
+          with contextlib.suppress(FileNotFoundError):
+            os.remove(lock)
+          continue
+        if not waited:
+          logging.info("Token cache: %s is writing entry %s; waiting for it instead of tokenizing too.",
+                       (holder or {}).get("owner", "another process"), key)
+          waited = True
+        time.sleep(poll_seconds)
+        continue
+      with os.fdopen(fd, "w") as f:
+        json.dump({"host": socket.gethostname(), "pid": os.getpid(),
+                   "owner": f"process {os.getpid()} on {socket.gethostname()}"}, f)
+      try:
+        yield True
+      finally:
+        with contextlib.suppress(FileNotFoundError):
+          os.remove(lock)
+      return
+
   def entry_meta(self, num_examples, names=()):
     """meta.json of an entry of `num_examples` rows holding arrays `names`."""
     return {"format": FORMAT, "arrays": sorted(names), "num_examples": num_examples, "seq_length": self.seq_length,
@@ -195,6 +243,15 @@ class TokenCache:
       raise errors.UserError(f"--token_cache={self.root}: cannot write there ({e.strerror}); give a writable "
                              "folder or --token_cache=off.") from e
 
+  def discard_unreadable(self, key, num_examples):
+    """Removes entry `key` if it exists but cannot be read as `num_examples` rows (so a new one can replace it)."""
+    folder = os.path.join(self.root, key)
+    if os.path.isdir(folder) and self.load(key, num_examples) is None:
+      aside = tempfile.mkdtemp(prefix=f".{key}.unreadable.", dir=self.root)
+      with contextlib.suppress(OSError):
+        os.rename(folder, os.path.join(aside, key))
+      shutil.rmtree(aside, ignore_errors=True)
+
   def publish(self, tmp, key, meta):
     """Writes meta.json into the temporary folder `tmp` and renames it to `key`; returns the entry's folder."""
     folder = os.path.join(self.root, key)
@@ -206,6 +263,35 @@ class TokenCache:
       if not os.path.isdir(folder):
         raise
     return folder
+
+
+def _lock_holder(lock):
+  """The lock's {"host", "pid", "owner"}, or None while its holder is still writing it."""
+  try:
+    with open(lock) as f:
+      return json.load(f)
+  except FileNotFoundError:
+    return None
+  except ValueError:
+    return {} if time.time() - _mtime(lock) > STALE_SECONDS else None
+
+
+def _mtime(path):
+  try:
+    return os.path.getmtime(path)
+  except FileNotFoundError:
+    return time.time()
+
+
+def _is_stale(lock, holder):
+  if holder.get("host") == socket.gethostname() and isinstance(holder.get("pid"), int):
+    try:
+      os.kill(holder["pid"], 0)
+    except ProcessLookupError:
+      return True
+    except PermissionError:
+      pass  # alive, another user's
+  return time.time() - _mtime(lock) > STALE_SECONDS
 
 
 def narrowest_type(low, high):
@@ -228,6 +314,7 @@ class EntryWriter:
     self.cache, self.key = cache, key
     self.tmp = cache.temporary_folder(key)
     self._arrays = {}  # name -> [rows, lowest value, highest value]
+    self._touched = time.time()
 
   def has(self, name):
     return name in self._arrays
@@ -242,6 +329,10 @@ class EntryWriter:
     with open(os.path.join(self.tmp, f"{name}.raw"), "ab") as f:
       f.write(values.tobytes())
     self._arrays[name] = [rows + len(values), low, high]
+    if time.time() - self._touched > STALE_SECONDS / 4:  # tells processes waiting on the build lock it is alive
+      with contextlib.suppress(OSError):
+        os.utime(os.path.join(self.cache.root, f"{self.key}.lock"))
+      self._touched = time.time()
 
   def finish(self, lengths):
     """lengths: [N] of the whole split. Returns the entry's folder."""
@@ -265,6 +356,7 @@ class EntryWriter:
           os.remove(raw)
       np.save(os.path.join(self.tmp, "lengths.npy"), np.asarray(lengths, np.int32))
       meta = self.cache.entry_meta(len(lengths), [*self._arrays, "lengths"])
+      self.cache.discard_unreadable(self.key, len(lengths))
       return self.cache.publish(self.tmp, self.key, meta)
     finally:
       self.abort()

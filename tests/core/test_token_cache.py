@@ -1,8 +1,15 @@
 """--token_cache: the key covers what tokenization depends on, entries read back exactly and appear atomically, and
 train.py/eval.py runs that share a cache tokenize once and train the same weights."""
 import concurrent.futures
+import json
+import logging
 import os
 import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -224,3 +231,93 @@ def test_a_failed_tokenization_leaves_no_entry_and_no_temporary_folder(tmp_path)
   with pytest.raises(data.DataError, match="changed while this run was reading it"):  # as raised, not wrapped
     pipeline.tokenize(split, _CharPreprocess(), 10, batch_size=8, cache=cache, key="k")
   assert os.listdir(tmp_path) == []
+
+
+class _Background:
+  """Runs fn(*args, **kwargs) in a daemon thread: `result(timeout)` fails a test that would wait forever (a lock
+  never released) instead of hanging the suite."""
+
+  def __init__(self, fn, *args, **kwargs):
+    self._box = {}
+
+    def run():
+      try:
+        self._box["value"] = fn(*args, **kwargs)
+      except BaseException as e:  # pylint: disable=broad-except  (re-raised by result)
+        self._box["error"] = e
+    self._thread = threading.Thread(target=run, daemon=True)
+    self._thread.start()
+
+  def done(self):
+    return not self._thread.is_alive()
+
+  def result(self, timeout):
+    self._thread.join(timeout)
+    assert not self._thread.is_alive(), f"still waiting after {timeout} s"
+    if "error" in self._box:
+      raise self._box["error"]
+    return self._box["value"]
+
+
+def test_a_process_that_needs_an_entry_being_built_waits_for_it(tmp_path, caplog):
+  """While another process holds an entry's build lock, tokenize waits and reads that process's entry instead of
+  tokenizing too (it is given no model here: only the entry can answer)."""
+  caplog.set_level(logging.INFO, logger="absl")
+  split = _split([f"text {i}" for i in range(20)], [i % 2 for i in range(20)])
+  cache = token_cache.TokenCache(tmp_path, "unused", 10)
+  built = pipeline.tokenize(split, _CharPreprocess(), 10, batch_size=8)
+  with cache.building("k") as builder:
+    assert builder
+    waiting = _Background(pipeline.tokenize, split, None, 10, cache=cache, key="k")
+    time.sleep(1.5)
+    assert not waiting.done()  # the lock's holder (this process) is alive
+    cache.store("k", built.arrays())
+    got = waiting.result(timeout=30)
+  assert_same_tensors(got.features, built.features, what="waited for vs built")
+  assert "is writing entry k; waiting for it" in caplog.text
+  assert sorted(os.listdir(tmp_path)) == ["k"]  # the lock is gone
+
+
+@pytest.mark.parametrize("holder", ["dead_process", "empty_and_old", "another_host_silent"])
+def test_a_build_lock_whose_holder_stopped_is_taken_over(tmp_path, caplog, holder):
+  split = _split([f"text {i}" for i in range(20)])
+  cache = token_cache.TokenCache(tmp_path, "unused", 10)
+  lock = tmp_path / "k.lock"
+  if holder == "dead_process":
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    lock.write_text(json.dumps({"host": socket.gethostname(), "pid": dead.pid, "owner": f"process {dead.pid}"}))
+  else:
+    lock.write_text("" if holder == "empty_and_old" else json.dumps({"host": "elsewhere", "pid": 1}))
+    old = time.time() - token_cache.STALE_SECONDS - 1
+    os.utime(lock, (old, old))
+  got = _Background(pipeline.tokenize, split, _CharPreprocess(), 10, batch_size=8, cache=cache,
+                    key="k").result(timeout=60)
+  assert_same_tensors(got.features, pipeline.tokenize(split, _CharPreprocess(), 10).features, what="taken over")
+  assert "which stopped; building the entry here" in caplog.text
+  assert sorted(os.listdir(tmp_path)) == ["k"]
+
+
+def test_a_live_lock_on_another_host_is_waited_for_until_it_goes(tmp_path):
+  """A holder elsewhere that refreshes its lock is waited for; when it stops without an entry, the waiter builds."""
+  split = _split([f"text {i}" for i in range(20)])
+  cache = token_cache.TokenCache(tmp_path, "unused", 10)
+  lock = tmp_path / "k.lock"
+  lock.write_text(json.dumps({"host": "elsewhere", "pid": 1}))
+  waiting = _Background(pipeline.tokenize, split, _CharPreprocess(), 10, cache=cache, key="k")
+  time.sleep(1.5)
+  assert not waiting.done()
+  lock.unlink()  # the other host's build failed: no entry
+  got = waiting.result(timeout=60)
+  assert len(got) == 20 and sorted(os.listdir(tmp_path)) == ["k"]
+
+
+def test_an_unreadable_entry_is_replaced_by_a_new_build(tmp_path, caplog):
+  split = _split([f"text {i}" for i in range(20)])
+  cache = token_cache.TokenCache(tmp_path, "unused", 10)
+  (tmp_path / "k").mkdir()
+  (tmp_path / "k" / "meta.json").write_text("{not json")
+  got = pipeline.tokenize(split, _CharPreprocess(), 10, batch_size=8, cache=cache, key="k")
+  assert isinstance(got.word_ids, np.memmap) and len(got) == 20
+  assert "cannot be read" in caplog.text
+  assert cache.load("k", 20) is not None and sorted(os.listdir(tmp_path)) == ["k"]
