@@ -147,7 +147,7 @@ class TokenCache:
     return EntryWriter(self, key)
 
   @contextlib.contextmanager
-  def building(self, key, poll_seconds=1.0):
+  def building(self, key, poll_seconds=0.25):
     """Lets one process at a time tokenize entry `key`: yields True in the process that holds `<key>.lock` (it
     writes the entry, and `EntryWriter.append` keeps the lock fresh), or False once another process's entry has
     appeared (load it). A lock whose holder died (its pid gone on this host, or not refreshed for STALE_SECONDS)
