@@ -164,6 +164,16 @@ def load_and_tokenize(dataset, data_options, preprocess, seq_length, batch_size=
   files = data_lib.source_files(dataset, data_options.get("validation_file"), data_options.get("test_file"))
   options = {k: v for k, v in data_options.items() if k != "cache_dir"}  # where aclImdb goes: not a file dataset's
   record_key = cache.data_key(files, options) if cache is not None and files else None
+  if record_key is None:
+    return _load_and_tokenize(dataset, data_options, preprocess, seq_length, batch_size, cache, check, start)
+  # One process parses the files and writes the record; others that start on them at once wait and read it.
+  with cache.building(record_key):
+    return _load_and_tokenize(dataset, data_options, preprocess, seq_length, batch_size, cache, check, start,
+                              files, record_key)
+
+
+def _load_and_tokenize(dataset, data_options, preprocess, seq_length, batch_size, cache, check, start, files=None,
+                       record_key=None):
   found = cache.load_data(record_key) if record_key else None
   if found is not None:
     record, labels = found

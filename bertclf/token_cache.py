@@ -25,10 +25,10 @@ hash is the key, as above).
 Entries' [N, T] arrays are read memory-mapped: the pipeline gathers each batch's rows from the file, so a process
 holds the ids only in the page cache, shared with every other process on the host that reads the same entry.
 
-Several processes may need the same missing entry at once (two workers, two sweep runs, eval.py beside training):
-the first to create `<key>.lock` tokenizes and the others wait for its entry and read it (`building`). A lock whose
+Several processes may need the same missing entry or record at once (two workers, two sweep runs, eval.py beside
+training): the first to create `<key>.lock` builds it and the others wait for it and read it (`building`). A lock whose
 holder died is taken over: its pid is gone on this host, or, for a holder on another host sharing the folder, it
-has not been refreshed for STALE_SECONDS (the writer refreshes it as batches arrive). A writer writes a folder of
+has not been refreshed for STALE_SECONDS (a thread of the holder refreshes it). A writer writes a folder of
 its own and renames it into place, so a reader never sees a half-written entry, and if two writers still race (a
 lock taken over from a slow holder), the rename onto an entry that exists fails and the loser drops its copy.
 Entries are never changed after that, except that one that cannot be read is replaced; delete the folder to
@@ -41,6 +41,7 @@ import os
 import shutil
 import socket
 import tempfile
+import threading
 import time
 
 import numpy as np
@@ -148,10 +149,10 @@ class TokenCache:
 
   @contextlib.contextmanager
   def building(self, key, poll_seconds=0.25):
-    """Lets one process at a time tokenize entry `key`: yields True in the process that holds `<key>.lock` (it
-    writes the entry, and `EntryWriter.append` keeps the lock fresh), or False once another process's entry has
-    appeared (load it). A lock whose holder died (its pid gone on this host, or not refreshed for STALE_SECONDS)
-    is taken over; a holder that stops without an entry hands the build to the next process."""
+    """Lets one process at a time build entry or record `key`: yields True in the process that holds `<key>.lock`
+    (a thread refreshes the lock's time while it is held), or False once another process's folder `key` has
+    appeared (read it). A lock whose holder died (its pid gone on this host; on another host, not refreshed for
+    STALE_SECONDS) is taken over; a holder that stops without writing `key` hands the build to the next process."""
     os.makedirs(self.root, exist_ok=True)
     lock = os.path.join(self.root, f"{key}.lock")
     waited = False
@@ -164,23 +165,28 @@ class TokenCache:
           return
         holder = _lock_holder(lock)
         if holder is not None and _is_stale(lock, holder):
-          logging.warning("Token cache: %s was left by %s, which stopped; building the entry here.", lock,
+          logging.warning("Token cache: %s was left by %s, which stopped; building it here.", lock,
                           holder.get("owner", "a process"))
           with contextlib.suppress(FileNotFoundError):
             os.remove(lock)
           continue
         if not waited:
-          logging.info("Token cache: %s is writing entry %s; waiting for it instead of tokenizing too.",
-                       (holder or {}).get("owner", "another process"), key)
+          logging.info("Token cache: %s is building %s; waiting for it instead of building it too.",
+                       (holder or {}).get("owner", "another process"), os.path.join(self.root, key))
           waited = True
         time.sleep(poll_seconds)
         continue
       with os.fdopen(fd, "w") as f:
         json.dump({"host": socket.gethostname(), "pid": os.getpid(),
                    "owner": f"process {os.getpid()} on {socket.gethostname()}"}, f)
+      held = threading.Event()
+      refresher = threading.Thread(target=_refresh, args=(lock, held), daemon=True)
+      refresher.start()
       try:
         yield True
       finally:
+        held.set()
+        refresher.join()
         with contextlib.suppress(FileNotFoundError):
           os.remove(lock)
       return
@@ -291,7 +297,15 @@ def _is_stale(lock, holder):
       return True
     except PermissionError:
       pass  # alive, another user's
+    return False
   return time.time() - _mtime(lock) > STALE_SECONDS
+
+
+def _refresh(lock, released):
+  """Touches the lock every STALE_SECONDS / 4 until `released` is set: its holder is alive for other hosts."""
+  while not released.wait(STALE_SECONDS / 4):
+    with contextlib.suppress(OSError):
+      os.utime(lock)
 
 
 def narrowest_type(low, high):
@@ -314,7 +328,6 @@ class EntryWriter:
     self.cache, self.key = cache, key
     self.tmp = cache.temporary_folder(key)
     self._arrays = {}  # name -> [rows, lowest value, highest value]
-    self._touched = time.time()
 
   def has(self, name):
     return name in self._arrays
@@ -329,10 +342,6 @@ class EntryWriter:
     with open(os.path.join(self.tmp, f"{name}.raw"), "ab") as f:
       f.write(values.tobytes())
     self._arrays[name] = [rows + len(values), low, high]
-    if time.time() - self._touched > STALE_SECONDS / 4:  # tells processes waiting on the build lock it is alive
-      with contextlib.suppress(OSError):
-        os.utime(os.path.join(self.cache.root, f"{self.key}.lock"))
-      self._touched = time.time()
 
   def finish(self, lengths):
     """lengths: [N] of the whole split. Returns the entry's folder."""

@@ -274,7 +274,7 @@ def test_a_process_that_needs_an_entry_being_built_waits_for_it(tmp_path, caplog
     cache.store("k", built.arrays())
     got = waiting.result(timeout=30)
   assert_same_tensors(got.features, built.features, what="waited for vs built")
-  assert "is writing entry k; waiting for it" in caplog.text
+  assert f"is building {tmp_path / 'k'}; waiting for it" in caplog.text
   assert sorted(os.listdir(tmp_path)) == ["k"]  # the lock is gone
 
 
@@ -294,7 +294,7 @@ def test_a_build_lock_whose_holder_stopped_is_taken_over(tmp_path, caplog, holde
   got = _Background(pipeline.tokenize, split, _CharPreprocess(), 10, batch_size=8, cache=cache,
                     key="k").result(timeout=60)
   assert_same_tensors(got.features, pipeline.tokenize(split, _CharPreprocess(), 10).features, what="taken over")
-  assert "which stopped; building the entry here" in caplog.text
+  assert "which stopped; building it here" in caplog.text
   assert sorted(os.listdir(tmp_path)) == ["k"]
 
 
@@ -321,3 +321,41 @@ def test_an_unreadable_entry_is_replaced_by_a_new_build(tmp_path, caplog):
   assert isinstance(got.word_ids, np.memmap) and len(got) == 20
   assert "cannot be read" in caplog.text
   assert cache.load("k", 20) is not None and sorted(os.listdir(tmp_path)) == ["k"]
+
+
+def test_runs_that_start_on_the_same_files_at_once_parse_them_once(tmp_path, tiny_hub, monkeypatch, caplog):
+  """The dataset record has a build lock too: a run that starts while another holds it waits instead of parsing
+  the files, and parses them itself only if that run stops without writing the record."""
+  caplog.set_level(logging.INFO, logger="absl")
+  handles = encoders.resolve(tiny_hub)
+  model = encoders.load_preprocess(handles)
+  csv_path = tmp_path / "reviews.csv"
+  csv_path.write_text("text,label\n" + "".join(f"review {i},{i % 2}\n" for i in range(40)))
+  cache = token_cache.TokenCache(tmp_path / "cache", handles.preprocess, 16)
+  real_load = data.load_text_data
+  parsed = []
+  monkeypatch.setattr(data, "load_text_data", lambda *a, **k: parsed.append(a[0]) or real_load(*a, **k))
+  options = {k: v for k, v in _options().items() if k != "cache_dir"}
+  record_key = cache.data_key([str(csv_path)], options)
+  with cache.building(record_key) as builder:  # another run, parsing
+    assert builder
+    waiting = _Background(pipeline.load_and_tokenize, str(csv_path), _options(), lambda: model, 16, cache=cache)
+    time.sleep(1.5)
+    assert not waiting.done() and parsed == []
+  got = waiting.result(timeout=60)  # that run stopped without a record: this one parsed and wrote it
+  assert parsed == [str(csv_path)] and len(got.train) + len(got.validation) == 40
+  assert f"is building {tmp_path / 'cache' / record_key}; waiting for it" in caplog.text
+  again = pipeline.load_and_tokenize(str(csv_path), _options(), lambda: None, 16, cache=cache)
+  assert parsed == [str(csv_path)] and len(again.train) == len(got.train)
+  assert not [p for p in os.listdir(tmp_path / "cache") if p.endswith(".lock")]
+
+
+def test_a_held_lock_is_refreshed_so_other_hosts_see_its_holder_alive(tmp_path, monkeypatch):
+  monkeypatch.setattr(token_cache, "STALE_SECONDS", 0.4)  # refreshed every 0.1 s
+  cache = token_cache.TokenCache(tmp_path, "unused", 10)
+  with cache.building("k") as builder:
+    assert builder
+    os.utime(tmp_path / "k.lock", (0, 0))
+    time.sleep(0.5)
+    assert time.time() - os.path.getmtime(tmp_path / "k.lock") < 0.4
+  assert not (tmp_path / "k.lock").exists()
