@@ -153,11 +153,11 @@ class TokenCache:
     (a thread refreshes the lock's time while it is held), or False once another process's folder `key` has
     appeared (read it). A lock whose holder died (its pid gone on this host; on another host, not refreshed for
     STALE_SECONDS) is taken over; a holder that stops without writing `key` hands the build to the next process."""
-    os.makedirs(self.root, exist_ok=True)
     lock = os.path.join(self.root, f"{key}.lock")
     waited = False
     while True:
       try:
+        os.makedirs(self.root, exist_ok=True)
         fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
       except FileExistsError:
         if os.path.isdir(os.path.join(self.root, key)):
@@ -176,6 +176,8 @@ class TokenCache:
           waited = True
         time.sleep(poll_seconds)
         continue
+      except OSError as e:
+        raise self._cannot_write(e) from e
       with os.fdopen(fd, "w") as f:
         json.dump({"host": socket.gethostname(), "pid": os.getpid(),
                    "owner": f"process {os.getpid()} on {socket.gethostname()}"}, f)
@@ -246,8 +248,11 @@ class TokenCache:
       os.makedirs(self.root, exist_ok=True)
       return tempfile.mkdtemp(prefix=f".{key}.", dir=self.root)
     except OSError as e:
-      raise errors.UserError(f"--token_cache={self.root}: cannot write there ({e.strerror}); give a writable "
-                             "folder or --token_cache=off.") from e
+      raise self._cannot_write(e) from e
+
+  def _cannot_write(self, e):
+    return errors.UserError(f"--token_cache={self.root}: cannot write there ({e.strerror}); give a writable "
+                            "folder or --token_cache=off.")
 
   def discard_unreadable(self, key, num_examples):
     """Removes entry `key` if it exists but cannot be read as `num_examples` rows (so a new one can replace it)."""

@@ -17,6 +17,7 @@ import tensorflow as tf
 
 from bertclf import data
 from bertclf import encoders
+from bertclf import errors
 from bertclf import pipeline
 from bertclf import token_cache
 from harness import _weights
@@ -359,3 +360,10 @@ def test_a_held_lock_is_refreshed_so_other_hosts_see_its_holder_alive(tmp_path, 
     time.sleep(0.5)
     assert time.time() - os.path.getmtime(tmp_path / "k.lock") < 0.4
   assert not (tmp_path / "k.lock").exists()
+
+
+def test_a_cache_folder_that_cannot_be_written_is_one_error_line(tmp_path):
+  (tmp_path / "a_file").write_text("")
+  cache = token_cache.TokenCache(tmp_path / "a_file" / "tokens", "unused", 10)
+  with pytest.raises(errors.UserError, match=r"--token_cache=.*a_file/tokens: cannot write there .*--token_cache=off"):
+    pipeline.tokenize(_split(["a text"]), _CharPreprocess(), 10, cache=cache)
