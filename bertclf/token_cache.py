@@ -154,10 +154,13 @@ class TokenCache:
     appeared (read it). A lock whose holder died (its pid gone on this host; on another host, not refreshed for
     STALE_SECONDS) is taken over; a holder that stops without writing `key` hands the build to the next process."""
     lock = os.path.join(self.root, f"{key}.lock")
+    try:
+      os.makedirs(self.root, exist_ok=True)
+    except OSError as e:  # e.g. the path is a file
+      raise self._cannot_write(e) from e
     waited = False
     while True:
       try:
-        os.makedirs(self.root, exist_ok=True)
         fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
       except FileExistsError:
         if os.path.isdir(os.path.join(self.root, key)):

@@ -362,8 +362,9 @@ def test_a_held_lock_is_refreshed_so_other_hosts_see_its_holder_alive(tmp_path, 
   assert not (tmp_path / "k.lock").exists()
 
 
-def test_a_cache_folder_that_cannot_be_written_is_one_error_line(tmp_path):
+@pytest.mark.parametrize("where", ["a_file/tokens", "a_file"])
+def test_a_cache_folder_that_cannot_be_written_is_one_error_line(tmp_path, where):
   (tmp_path / "a_file").write_text("")
-  cache = token_cache.TokenCache(tmp_path / "a_file" / "tokens", "unused", 10)
-  with pytest.raises(errors.UserError, match=r"--token_cache=.*a_file/tokens: cannot write there .*--token_cache=off"):
+  cache = token_cache.TokenCache(tmp_path / where, "unused", 10)
+  with pytest.raises(errors.UserError, match=rf"--token_cache=.*{where}: cannot write there .*--token_cache=off"):
     pipeline.tokenize(_split(["a text"]), _CharPreprocess(), 10, cache=cache)
