@@ -84,11 +84,12 @@ def text_hashes(texts):
 
 
 class _HashedTexts:
-  """hashes(): text_hashes(self.texts), computed once and kept in self.known_hashes."""
+  """hashes(): text_hashes(self.texts), computed once and kept in self.known_hashes (for a FileTexts, the hashes it
+  holds from parsing: the same array, not a copy)."""
 
   def hashes(self):
     if self.known_hashes is None:
-      self.known_hashes = text_hashes(self.texts)
+      self.known_hashes = self.texts.hashes if isinstance(self.texts, FileTexts) else text_hashes(self.texts)
     return self.known_hashes
 
 
@@ -249,7 +250,7 @@ class _Lines:
 class _Part(_HashedTexts):
   """Examples from one source, with where each came from for error messages."""
   name: str  # "train", "validation" or "test".
-  texts: list[str]
+  texts: "list[str] | FileTexts"
   labels: list[int]
   origin: str  # The file or folder, for the report.
   where: list[str] | _Lines  # Per example: "line 12" of the origin file, or the example's file path.
@@ -257,8 +258,11 @@ class _Part(_HashedTexts):
 
   def take(self, indices):
     where = self.where.take(indices) if isinstance(self.where, _Lines) else [self.where[i] for i in indices]
-    hashes = None if self.known_hashes is None else self.known_hashes[np.asarray(indices, np.int64)]
-    texts = self.texts.take(indices) if isinstance(self.texts, FileTexts) else [self.texts[i] for i in indices]
+    if isinstance(self.texts, FileTexts):  # takes its hashes along (hashes() reads them from it)
+      texts, hashes = self.texts.take(indices), None
+    else:
+      texts = [self.texts[i] for i in indices]
+      hashes = None if self.known_hashes is None else self.known_hashes[np.asarray(indices, np.int64)]
     return _Part(self.name, texts, [self.labels[i] for i in indices], self.origin, where, hashes)
 
 
@@ -1046,9 +1050,7 @@ def _load_files(path, validation_file, test_file, text_column, label_column, opt
     rows = _read_table(file, ext, text_column, label_column, opts, report)
     coder = coder or _LabelCoder.from_train(file, rows, opts.class_names)
     labels = [coder.encode(file, label, line) for label, line in rows]
-    texts = rows.texts()
-    hashes = texts.hashes if isinstance(texts, FileTexts) else None  # hashed while parsing
-    return _Part(name, texts, labels, file, _Lines(rows.lines), hashes), coder
+    return _Part(name, rows.texts(), labels, file, _Lines(rows.lines)), coder
 
   pool, coder = load("train", path, "--dataset", None)
   given = {}
