@@ -165,29 +165,42 @@ def load_and_tokenize(dataset, data_options, preprocess, seq_length, batch_size=
   options = {k: v for k, v in data_options.items() if k != "cache_dir"}  # where aclImdb goes: not a file dataset's
   record_key = cache.data_key(files, options) if cache is not None and files else None
   if record_key is None:
-    return _load_and_tokenize(dataset, data_options, preprocess, seq_length, batch_size, cache, check, start)
+    return _parse_and_tokenize(dataset, data_options, preprocess, seq_length, batch_size, cache, check)
+  prepared = _from_record(cache, record_key, check, start)
+  if prepared is not None:
+    return prepared
   # One process parses the files and writes the record; others that start on them at once wait and read it.
   with cache.building(record_key):
-    return _load_and_tokenize(dataset, data_options, preprocess, seq_length, batch_size, cache, check, start,
-                              files, record_key)
+    prepared = _from_record(cache, record_key, check, start)  # written by the process this one waited for
+    if prepared is not None:
+      return prepared
+    return _parse_and_tokenize(dataset, data_options, preprocess, seq_length, batch_size, cache, check, files,
+                               record_key)
 
 
-def _load_and_tokenize(dataset, data_options, preprocess, seq_length, batch_size, cache, check, start, files=None,
-                       record_key=None):
-  found = cache.load_data(record_key) if record_key else None
-  if found is not None:
-    record, labels = found
-    arrays = {name: cache.load(record["splits"][name]["entry"], len(labels[name])) for name in ("train", "validation")}
-    if all(a is not None for a in arrays.values()):
-      train, validation = (Tokenized.from_arrays(arrays[name], labels[name]) for name in ("train", "validation"))
-      logging.info("Data record hit: %s as loaded and tokenized before (%d training, %d validation examples), "
-                   "from %s in %.1fs.", record["source"], len(train), len(validation),
-                   os.path.join(cache.root, record_key), time.time() - start)
-      _log_report(record["report"])
-      if check is not None:
-        check(record["class_names"])
-      return Prepared(train, validation, record["class_names"], record["source"], record["report"],
-                      record["fingerprints"])
+def _from_record(cache, record_key, check, start):
+  """The dataset as the cache's record `record_key` and its token entries hold it, or None if any is missing."""
+  found = cache.load_data(record_key)
+  if found is None:
+    return None
+  record, labels = found
+  arrays = {name: cache.load(record["splits"][name]["entry"], len(labels[name])) for name in ("train", "validation")}
+  if any(a is None for a in arrays.values()):
+    return None
+  train, validation = (Tokenized.from_arrays(arrays[name], labels[name]) for name in ("train", "validation"))
+  logging.info("Data record hit: %s as loaded and tokenized before (%d training, %d validation examples), "
+               "from %s in %.1fs.", record["source"], len(train), len(validation),
+               os.path.join(cache.root, record_key), time.time() - start)
+  _log_report(record["report"])
+  if check is not None:
+    check(record["class_names"])
+  return Prepared(train, validation, record["class_names"], record["source"], record["report"],
+                  record["fingerprints"])
+
+
+def _parse_and_tokenize(dataset, data_options, preprocess, seq_length, batch_size, cache, check, files=None,
+                        record_key=None):
+  """Loads the dataset's texts, tokenizes its training and validation splits and writes the record (record_key)."""
   text_data = data_lib.load_text_data(dataset, **data_options)
   _log_report(text_data.report)
   if check is not None:
@@ -229,17 +242,28 @@ def tokenize(split, preprocess, seq_length, batch_size=256, cache=None, name="sp
     return _tokenize(split, preprocess, seq_length, batch_size, _MemorySink(seq_length), labels, name, start)
   if key is None:
     key = cache.key(split)
+  out = _from_entry(cache, key, labels, name, start)
+  if out is not None:
+    return out
   # One process tokenizes a missing entry; others that need it at the same time (workers, sweep runs) wait for it.
   with cache.building(key):
-    arrays = cache.load(key, len(split))  # written before, or by the process this one waited for
-    if arrays is not None:
-      out = Tokenized.from_arrays(arrays, labels)
-      logging.info("Token cache hit for the %s split: %d examples from %s in %.1fs.", name, len(out),
-                   os.path.join(cache.root, key), time.time() - start)
+    out = _from_entry(cache, key, labels, name, start)  # written by the process this one waited for
+    if out is not None:
       return out
     sink = _EntrySink(cache.writer(key), seq_length)
     out = _tokenize(split, preprocess, seq_length, batch_size, sink, labels, name, start)
   logging.info("Token cache miss for the %s split: wrote %s.", name, sink.folder)
+  return out
+
+
+def _from_entry(cache, key, labels, name, start):
+  """The split as cache entry `key` holds it, or None when there is none."""
+  arrays = cache.load(key, len(labels))
+  if arrays is None:
+    return None
+  out = Tokenized.from_arrays(arrays, labels)
+  logging.info("Token cache hit for the %s split: %d examples from %s in %.1fs.", name, len(out),
+               os.path.join(cache.root, key), time.time() - start)
   return out
 
 

@@ -368,3 +368,22 @@ def test_a_cache_folder_that_cannot_be_written_is_one_error_line(tmp_path, where
   cache = token_cache.TokenCache(tmp_path / where, "unused", 10)
   with pytest.raises(errors.UserError, match=rf"--token_cache=.*{where}: cannot write there .*--token_cache=off"):
     pipeline.tokenize(_split(["a text"]), _CharPreprocess(), 10, cache=cache)
+
+
+def test_a_hit_takes_no_build_lock(tmp_path, tiny_hub, monkeypatch):
+  """Reading an entry or a record that exists writes nothing into the cache folder (it may be read-only)."""
+  handles = encoders.resolve(tiny_hub)
+  model = encoders.load_preprocess(handles)
+  csv_path = tmp_path / "reviews.csv"
+  csv_path.write_text("text,label\n" + "".join(f"review {i},{i % 2}\n" for i in range(40)))
+  cache = token_cache.TokenCache(tmp_path / "cache", handles.preprocess, 16)
+  first = pipeline.load_and_tokenize(str(csv_path), _options(), lambda: model, 16, cache=cache)
+  split = _split(["a text", "another text"], [0, 1])
+  pipeline.tokenize(split, model, 16, cache=cache)
+
+  def no_lock(key, **_):
+    raise AssertionError(f"took the build lock of {key} on a hit")
+  monkeypatch.setattr(cache, "building", no_lock)
+  again = pipeline.load_and_tokenize(str(csv_path), _options(), lambda: None, 16, cache=cache)
+  assert len(again.train) == len(first.train)
+  assert len(pipeline.tokenize(split, None, 16, cache=cache)) == 2
