@@ -140,8 +140,12 @@ class TokenCache:
     return arrays
 
   def store(self, key, arrays):
-    """Writes an entry of {name: array} (a folder of its own, renamed into place); returns its folder."""
-    return self._write(key, arrays, self.entry_meta(len(arrays["lengths"]), arrays))
+    """Writes an entry of {name: array} (Tokenized.arrays) whole, through an `EntryWriter`; returns its folder."""
+    writer = self.writer(key)
+    for name, values in arrays.items():
+      if name != "lengths":
+        writer.append(name, values)
+    return writer.finish(arrays["lengths"])
 
   def writer(self, key):
     """An `EntryWriter` for entry `key`: a split written as it is tokenized, never held whole."""
@@ -195,11 +199,6 @@ class TokenCache:
         with contextlib.suppress(FileNotFoundError):
           os.remove(lock)
       return
-
-  def entry_meta(self, num_examples, names=()):
-    """meta.json of an entry of `num_examples` rows holding arrays `names`."""
-    return {"format": FORMAT, "arrays": sorted(names), "num_examples": num_examples, "seq_length": self.seq_length,
-            "preprocess": self.preprocess_handle, "written": time.time()}
 
   def data_key(self, files, data_options):
     """The record name of a dataset read from `files` (bertclf.data.source_files) with `data_options` (the data
@@ -327,8 +326,8 @@ class EntryWriter:
   """Writes a cache entry a chunk of rows at a time, so a split's ids are never all in memory.
 
   Each [n, T] array is appended as int32 to a raw file in the entry's temporary folder; `finish` converts it, a
-  block of rows at a time, to an .npy of the narrowest type that holds every value (as `store` would have written
-  the whole array), adds the lengths and renames the folder into place. `abort` (or a failure) removes it."""
+  block of rows at a time, to an .npy of the narrowest type that holds every value, adds the lengths and renames
+  the folder into place. `abort` (or a failure) removes it."""
 
   _BLOCK = 1 << 16  # rows converted at a time
 
@@ -372,7 +371,8 @@ class EntryWriter:
         if os.path.exists(raw):
           os.remove(raw)
       np.save(os.path.join(self.tmp, "lengths.npy"), np.asarray(lengths, np.int32))
-      meta = self.cache.entry_meta(len(lengths), [*self._arrays, "lengths"])
+      meta = {"format": FORMAT, "arrays": sorted([*self._arrays, "lengths"]), "num_examples": len(lengths),
+              "seq_length": seq_length, "preprocess": self.cache.preprocess_handle, "written": time.time()}
       self.cache.discard_unreadable(self.key, len(lengths))
       return self.cache.publish(self.tmp, self.key, meta)
     finally:
