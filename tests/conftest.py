@@ -46,23 +46,30 @@ def shared_token_cache(tmp_path_factory):
   harness.TOKEN_CACHE = "off"
 
 
-@pytest.fixture(scope="session")
-def tiny_hub(tmp_path_factory):
-  """A 2-layer, hidden-32 BERT encoder and its preprocessing model, both TF Hub format; no dropout inside, so
-  training is deterministic."""
-  root = str(tmp_path_factory.mktemp("tiny_hub"))
+def _export_tiny_hub(root):
   vocab = os.path.join(root, "vocab.txt")
   size = hub_export.write_tiny_vocab(vocab)
   tf.random.set_seed(1)
   hub_export.export_hub_format(root, bert_config=hub_export.tiny_bert_config(size, dropout=0.0),
                                vocab_file=vocab, default_seq_length=16)
-  return root
+
+
+@pytest.fixture(scope="session")
+def tiny_hub(tmp_path_factory):
+  """A 2-layer, hidden-32 BERT encoder and its preprocessing model, both TF Hub format; no dropout inside, so
+  training is deterministic. One copy for the pytest workers (harness.built_once): never write into it."""
+  import harness  # pylint: disable=g-import-not-at-top
+  return harness.built_once(tmp_path_factory, "tiny_hub", _export_tiny_hub)
 
 
 @pytest.fixture(scope="session")
 def toy_imdb(tmp_path_factory):
-  """Generated reviews in aclImdb layout: train/{neg,pos} (400) and test/{neg,pos} (100)."""
-  return toydata.write_imdb_like(str(tmp_path_factory.mktemp("toy") / "aclImdb"), num_train=400, num_test=100)
+  """Generated reviews in aclImdb layout: train/{neg,pos} (400) and test/{neg,pos} (100). One copy for the pytest
+  workers (harness.built_once): never write into it."""
+  import harness  # pylint: disable=g-import-not-at-top
+  root = harness.built_once(tmp_path_factory, "toy_imdb", lambda d: toydata.write_imdb_like(
+      os.path.join(d, "aclImdb"), num_train=400, num_test=100))
+  return os.path.join(root, "aclImdb")
 
 
 @pytest.fixture(scope="session")

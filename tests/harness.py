@@ -2,6 +2,7 @@
 that say what differs."""
 import concurrent.futures
 import contextlib
+import fcntl
 import glob
 import os
 import shutil
@@ -107,6 +108,25 @@ def run_eval(**overrides):
       eval_lib.main([])
   finally:
     distribute.set_precision("fp32")
+
+
+def built_once(tmp_path_factory, name, build):
+  """The folder `build(folder)` fills, built once per pytest run: the first xdist worker that needs it builds it,
+  the others wait for it and read the same folder (the suite runs in 3 processes on 2 cores, so a fixture built in
+  each costs CPU the other tests need). Only for what tests read and never change: a test that changes one works
+  on a copy. A build that failed is started again from an empty folder by the next worker that needs it."""
+  base = tmp_path_factory.getbasetemp()
+  if os.environ.get("PYTEST_XDIST_WORKER"):
+    base = base.parent  # the run's temporary folder; each worker's is a folder in it
+  folder, done = base / f"built_once_{name}", base / f"built_once_{name}.done"
+  with open(base / f"built_once_{name}.lock", "w") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also when this process dies
+    if not done.exists():
+      shutil.rmtree(folder, ignore_errors=True)
+      folder.mkdir()
+      build(str(folder))
+      done.touch()
+  return str(folder)
 
 
 def copy_run(run, dst):

@@ -20,6 +20,7 @@ import tensorflow as tf  # noqa: E402
 import tensorflow_hub as hub  # noqa: E402
 
 from bertclf.tools import convert_bert  # noqa: E402
+from harness import built_once  # noqa: E402
 
 SENTENCES = ["this is such an amazing movie!", "a dull film.",
              "the acting was brilliant, but the plot never made much sense to me at all."]
@@ -32,10 +33,10 @@ def model_dir():
 
 @pytest.fixture(scope="module")
 def converted(model_dir, tmp_path_factory):
-  out_dir = str(tmp_path_factory.mktemp("minilm_hub"))
-  start = time.time()
-  encoder_path, preprocess_path = convert_bert.convert(model_dir, out_dir)
-  print(f"\nconversion took {time.time() - start:.1f}s")
+  """all-MiniLM-L6-v2 converted once per pytest run (harness.built_once), not by each xdist worker that runs a test
+  of this file: never write into it."""
+  out_dir = built_once(tmp_path_factory, "minilm_hub", lambda d: convert_bert.convert(model_dir, d))
+  encoder_path, preprocess_path = convert_bert.convert(model_dir, out_dir)  # reuses the conversion
   return out_dir, encoder_path, preprocess_path
 
 

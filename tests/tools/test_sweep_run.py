@@ -1,6 +1,8 @@
-"""sweep.py and compare.py end to end: 2 configs x 2 seeds of real train.py + eval.py runs on the tiny encoder,
-one of them stopped with SIGTERM mid-training and continued by the sweep, all sharing one token cache; then a rerun
-skips everything."""
+"""sweep.py and compare.py end to end: 2 configs x 1 seed of real train.py + eval.py runs on the tiny encoder, at the
+same time on two (fake) GPUs, one of them stopped with SIGTERM mid-training and continued by the sweep, both sharing
+one token cache; then a rerun skips everything. One seed, because every run is two processes (a train.py and an
+eval.py, each importing TensorFlow and tracing its model); compare.py's statistics over several seeds are
+tests/tools/test_comparison.py's."""
 import json
 import os
 import re
@@ -27,12 +29,12 @@ def _sweep(sweep_dir, tiny_hub, toy_imdb):
                 "--checkpoint_every_steps=40 --export=false --encoder_dropout=false "
                 f"--token_cache={sweep_dir.parent / 'tokens'}")
   # Fake GPU ids: two runs at once, each with its own CUDA_VISIBLE_DEVICES (on a CPU host the runs use the CPU).
-  return [sys.executable, os.path.join(ROOT, "sweep.py"), f"--sweep_dir={sweep_dir}", "--seeds=0,1",
+  return [sys.executable, os.path.join(ROOT, "sweep.py"), f"--sweep_dir={sweep_dir}", "--seeds=0",
           f"--train_args={train_args}", "--config=a: --dropout=0.0", "--config=b: --dropout=0.2", "--gpus=0,1",
           "--retries=1", "--progress_every_secs=5"]
 
 
-@pytest.mark.slow  # 4 train.py and 4 eval.py processes, a retry, two sweeps and compare.py
+@pytest.mark.slow  # 2 train.py and 2 eval.py processes, a retry, two sweeps and compare.py
 def test_sweep_runs_resumes_skips_and_compares(tmp_path, tiny_hub, toy_imdb):
   sweep_dir = tmp_path / "sweep"
   proc = subprocess.Popen(_sweep(sweep_dir, tiny_hub, toy_imdb), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -56,45 +58,44 @@ def test_sweep_runs_resumes_skips_and_compares(tmp_path, tiny_hub, toy_imdb):
   resumed_at = int(re.search(rf"continuing at step (\d+) of {STEPS}", text).group(1))
   assert 0 < resumed_at < STEPS
   assert tf.train.latest_checkpoint(str(sweep_dir / "a" / "seed_0")).endswith(f"-{STEPS}")
-  assert "on GPU 0" in out and "on GPU 1" in out and "4 of 4 runs finished" in out, tail(out)
+  assert "on GPU 0" in out and "on GPU 1" in out and "2 of 2 runs finished" in out, tail(out)
 
   results = {}
   for config in ("a", "b"):
-    for seed in (0, 1):
-      run_dir = sweep_dir / config / f"seed_{seed}"
-      state = json.loads((run_dir / "sweep_run.json").read_text())
-      assert state["finished"] and state["train_attempts"] == (2 if (config, seed) == ("a", 0) else 1)
-      result = json.loads((run_dir / "eval_test.json").read_text())
-      best = tf.train.latest_checkpoint(str(run_dir / "best"))  # the sweep scores what the run exports
-      assert result["num_examples"] == 100 and result["checkpoint_rule"] == "best", result
-      assert result["checkpoint"] == best and result["step"] == int(best.rsplit("-", 1)[1]), (result, best)
-      ids, labels, _, probs = predictions.read(str(run_dir / "predictions_test.jsonl"))
-      assert ids.tolist() == list(range(100)) and probs.shape == (100, 2)
-      np.testing.assert_allclose(probs.sum(-1), 1.0, atol=1e-5)
-      assert np.mean(probs.argmax(-1) == labels) == result["accuracy"]  # the file is what eval.py scored
-      results[(config, seed)] = result
-  assert sorted(os.listdir(sweep_dir / "hparams" / "a")) == ["seed_0", "seed_1"]
-  # One token cache for the whole sweep: the training, validation and test splits once each; runs that started
-  # after the first ones read them.
+    run_dir = sweep_dir / config / "seed_0"
+    state = json.loads((run_dir / "sweep_run.json").read_text())
+    assert state["finished"] and state["train_attempts"] == (2 if config == "a" else 1)
+    result = json.loads((run_dir / "eval_test.json").read_text())
+    best = tf.train.latest_checkpoint(str(run_dir / "best"))  # the sweep scores what the run exports
+    assert result["num_examples"] == 100 and result["checkpoint_rule"] == "best", result
+    assert result["checkpoint"] == best and result["step"] == int(best.rsplit("-", 1)[1]), (result, best)
+    ids, labels, _, probs = predictions.read(str(run_dir / "predictions_test.jsonl"))
+    assert ids.tolist() == list(range(100)) and probs.shape == (100, 2)
+    np.testing.assert_allclose(probs.sum(-1), 1.0, atol=1e-5)
+    assert np.mean(probs.argmax(-1) == labels) == result["accuracy"]  # the file is what eval.py scored
+    results[config] = result
+  assert sorted(os.listdir(sweep_dir / "hparams" / "a")) == ["seed_0"]
+  # One token cache for the whole sweep: the training, validation and test splits once each; the run that waited
+  # for the other's build, and the retry, read them.
   assert len(os.listdir(sweep_dir.parent / "tokens")) == 3
-  logs = [(sweep_dir / c / f"seed_{s}" / "train.log").read_text() for c in ("a", "b") for s in (0, 1)]
+  logs = [(sweep_dir / c / "seed_0" / "train.log").read_text() for c in ("a", "b")]
   assert sum("Token cache hit for the training split" in text for text in logs) >= 2, [tail(t) for t in logs]
 
   rerun = subprocess.run(_sweep(sweep_dir, tiny_hub, toy_imdb), capture_output=True, text=True, cwd=ROOT,
                          timeout=120)
   assert rerun.returncode == 0, tail(rerun.stdout + rerun.stderr)
-  assert "4 finished already, 0 to run" in rerun.stdout and " start " not in rerun.stdout, tail(rerun.stdout)
+  assert "2 finished already, 0 to run" in rerun.stdout and " start " not in rerun.stdout, tail(rerun.stdout)
 
   compared = subprocess.run([sys.executable, os.path.join(ROOT, "compare.py"), f"--sweep_dir={sweep_dir}",
                              "--baseline=a", "--resamples=500"], capture_output=True, text=True, cwd=ROOT,
                             timeout=120)
   assert compared.returncode == 0, tail(compared.stderr)
-  assert "### Against a, seed by seed" in compared.stdout and "| b | accuracy | 2 |" in compared.stdout
+  assert "### Against a, seed by seed" in compared.stdout and "| b | accuracy | 1 |" in compared.stdout
   report = json.loads((sweep_dir / "comparison.json").read_text())
   for config in ("a", "b"):
     for key in ("accuracy", "macro_f1", "loss"):
-      assert report["configs"][config]["metrics"][key]["values"] == [results[(config, s)][key] for s in (0, 1)]
-  assert report["bootstrap"]["b"]["accuracy"]["n_seeds"] == 2
+      assert report["configs"][config]["metrics"][key]["values"] == [results[config][key]]
+  assert report["bootstrap"]["b"]["accuracy"]["n_seeds"] == 1
   assert (sweep_dir / "comparison.md").read_text().startswith("## Sweep")
   assert (sweep_dir / "comparison.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
