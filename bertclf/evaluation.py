@@ -14,7 +14,9 @@ def make_predict_fn(strategy, model, loss_def, bucket_boundaries_fn=None):
   """Returns predict(data, global_batch_size) → (probabilities [N, C], per-example loss [N]), in data order
   (whatever order the eval pipeline visits them in). bucket_boundaries_fn: token lengths [N] → the bucket
   boundaries to pad this data's batches to (flags.bucket_boundaries); None pads every batch to T."""
-  @tf.function
+  # reduce_retracing: the batches of a bucketed split come in as many lengths as there are buckets (up to 16 by
+  # default); the second length traces one function for any length, so the model is traced twice, not per bucket.
+  @tf.function(reduce_retracing=True)
   def step(batch):
     def replica_fn(batch):
       features, labels, weights = batch

@@ -209,7 +209,7 @@ def test_native_training_checkpoints_and_exports(tmp_path, tiny_hub, toy_imdb):
 @pytest.mark.slow
 def test_bucketed_native_xla_training_learns_on_two_replicas(tmp_path, tiny_hub, toy_imdb):
   run = run_train(tmp_path / "fast", tiny_hub, toy_imdb, encoder_impl="native", jit_compile=True,
-                  bucket_boundaries="auto", num_buckets=3, num_cpu_devices=2, epochs=5)
+                  bucket_boundaries="auto", num_buckets=3, num_cpu_devices=2, epochs=2)
   val = summaries.read_scalars(os.path.join(run, "validation"))
   assert val["accuracy"][-1][1] > 0.9
   with open(os.path.join(run, "config.json")) as f:

@@ -97,25 +97,31 @@ def test_mixed_precision_steps_are_finite(tmp_path, tiny_hub, toy_imdb, dtype):
 
 
 @pytest.mark.slow
-def test_the_train_loop_is_traced_once(tmp_path, tiny_hub, toy_imdb, monkeypatch):
+def test_the_train_loop_is_traced_once_and_validation_twice(tmp_path, tiny_hub, toy_imdb, monkeypatch):
   """The optimizer's variables exist before the loop's first call (optim.build), so TensorFlow traces the loop once:
   a tf.function whose first call creates variables is traced again. Here through every layer that makes variables:
-  fp16's loss scaling around AGC around Lookahead around AdamW, on 2 replicas, 2 calls of the loop."""
+  fp16's loss scaling around AGC around Lookahead around AdamW, on 2 replicas, 2 calls of the loop.
+  Validation's batches come in one length per bucket; its step is traced for the first length and then once for
+  any length (reduce_retracing), not once per bucket."""
   made = {}
   real = tf.function
 
   def recording(fn=None, **kwargs):
     if fn is None:
       return lambda f: recording(f, **kwargs)
-    made.setdefault(fn.__name__, []).append(real(fn, **kwargs))
-    return made[fn.__name__][-1]
+    made.setdefault(fn.__qualname__, []).append(real(fn, **kwargs))
+    return made[fn.__qualname__][-1]
 
   monkeypatch.setattr(tf, "function", recording)
-  run_train(tmp_path / "run", tiny_hub, toy_imdb, train_steps=4, steps_per_loop=2, dtype="fp16",
-            optimizer_wrapper="lookahead,agc", num_cpu_devices=2)
+  run = run_train(tmp_path / "run", tiny_hub, toy_imdb, train_steps=4, steps_per_loop=2, dtype="fp16",
+                  optimizer_wrapper="lookahead,agc", num_cpu_devices=2)
   monkeypatch.undo()
-  traces = [f.experimental_get_tracing_count() for f in made["train_loop"]]
+  traces = [f.experimental_get_tracing_count() for f in made["main.<locals>.train_loop"]]
   assert traces == [1], f"train_loop traced {traces} times (a variable made in its first call?)"
+  with open(os.path.join(run, "config.json")) as f:
+    assert len(json.load(f)["train_bucket_lengths"]) >= 3  # validation pads to these: 3 or more lengths
+  traces = [f.experimental_get_tracing_count() for f in made["make_predict_fn.<locals>.step"]]
+  assert traces == [2], f"validation's step traced {traces} times"
 
 
 @pytest.mark.slow
