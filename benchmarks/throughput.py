@@ -52,6 +52,7 @@ from bertclf import encoders
 from bertclf import flags as bertclf_flags
 from bertclf.swaps import heads
 from bertclf.tools import flops
+from bertclf import order as order_lib
 from bertclf import pipeline
 from bertclf import run_config
 from bertclf import summaries
@@ -189,7 +190,7 @@ def tutorial_fit(handles, texts, labels, num_classes, steps, val=None, seed=0, p
   """The tutorial's model and fit; returns (per-window examples/s, total fit seconds, validation accuracy).
 
   paired=True: texts/labels must be train.py's training list (as data.load_text_data returns it), and fit then
-  sees train.py's data order for `seed` (pipeline.epoch_permutation, one pass) and starts its head from
+  sees train.py's data order for `seed` (bertclf.order.epoch_permutation, one pass) and starts its head from
   train.py's init for `seed` (heads.dense_head: the same Dropout + Dense, Glorot seeded), so its seed s can be
   compared with train.py's seed s paired. Only dropout's random stream (and the clip norm, see
   docs/BENCHMARKS.md) still differ.
@@ -214,7 +215,7 @@ def tutorial_fit(handles, texts, labels, num_classes, steps, val=None, seed=0, p
   if paired:
     if steps > pipeline.steps_per_epoch(len(texts), FLAGS.batch_size):
       raise ValueError(f"paired: {steps} steps are more than one epoch of {len(texts)} examples.")
-    order = pipeline.epoch_permutation(len(texts), FLAGS.batch_size, seed, 0).numpy()  # train.py's epoch 0
+    order = order_lib.epoch_permutation(len(texts), FLAGS.batch_size, seed, 0)  # train.py's epoch 0
     ds = tf.data.Dataset.from_tensor_slices((np.asarray(texts, dtype=object)[order], np.asarray(labels)[order]))
   else:
     ds = tf.data.Dataset.from_tensor_slices((texts, labels)).shuffle(len(texts), seed=seed).repeat()

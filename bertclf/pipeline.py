@@ -9,11 +9,13 @@ Two stages:
    gather those ids by index and build each batch's int32 features, so only int32 token tensors reach the
    replicas.
 
-The training order is a pure function of (seed, step): epoch e visits a permutation drawn from seed (seed, e),
-and step s is batch s % steps_per_epoch of epoch s // steps_per_epoch. Resuming at step s therefore continues
-at the same epoch, position and shuffle order with nothing but the step saved in the checkpoint. Each global
-batch is the same set of examples whatever the number of replicas or workers: worker w takes its slice of the
-global batch and hands consecutive per-replica slices to its replicas.
+The training order is a pure function of (seed, step) (bertclf/order.py): epoch e visits a keyed permutation
+of the examples, evaluated only at the positions a step needs, and step s is batch s % steps_per_epoch of epoch
+s // steps_per_epoch. Resuming at step s therefore continues at the same epoch, position and shuffle order with
+nothing but the step saved in the checkpoint. Each global batch is the same set of examples whatever the number
+of replicas or workers: worker w takes its slice of the global batch and hands consecutive per-replica slices to
+its replicas. With a token cache, the ids, lengths and labels stay memory-mapped and each batch reads its rows,
+so a process's own memory does not grow with the number of examples.
 """
 import dataclasses
 import os
@@ -27,6 +29,7 @@ import tensorflow as tf
 
 from bertclf import data as data_lib
 from bertclf import errors
+from bertclf import order as order_lib
 from bertclf import splits
 from bertclf import token_cache
 
@@ -127,8 +130,14 @@ class Tokenized:
 
   @classmethod
   def from_arrays(cls, arrays, labels):
+    """From Tokenized.arrays (e.g. a token cache entry's); memory-mapped int32 lengths and labels stay mapped."""
     stored = {k: v for k, v in arrays.items() if k in FEATURES}
-    return cls(arrays["word_ids"], np.asarray(arrays["lengths"], np.int32), np.asarray(labels, np.int32), stored)
+    return cls(arrays["word_ids"], _as_int32(arrays["lengths"]), _as_int32(labels), stored)
+
+
+def _as_int32(array):
+  """int32 [N]: the array itself when it is one (a memory-mapped one is not read), else a converted copy."""
+  return array if getattr(array, "dtype", None) == np.int32 else np.asarray(array, np.int32)
 
 
 def make_tokenize_fn(preprocess, seq_length):
@@ -183,19 +192,23 @@ def _from_record(cache, record_key, check, start):
   found = cache.load_data(record_key)
   if found is None:
     return None
-  record, labels = found
-  arrays = {name: cache.load(record["splits"][name]["entry"], len(labels[name])) for name in ("train", "validation")}
-  if any(a is None for a in arrays.values()):
+  record, arrays = found  # every array memory-mapped
+  labels = {name: arrays[f"{name}_labels"] for name in ("train", "validation")}
+  entries = {name: cache.load(record["splits"][name]["entry"], len(labels[name])) for name in ("train", "validation")}
+  if any(a is None for a in entries.values()):
     return None
-  train, validation = (Tokenized.from_arrays(arrays[name], labels[name]) for name in ("train", "validation"))
+  train, validation = (Tokenized.from_arrays(entries[name], labels[name]) for name in ("train", "validation"))
   logging.info("Data record hit: %s as loaded and tokenized before (%d training, %d validation examples), "
                "from %s in %.1fs.", record["source"], len(train), len(validation),
                os.path.join(cache.root, record_key), time.time() - start)
   _log_report(record["report"])
   if check is not None:
     check(record["class_names"])
-  return Prepared(train, validation, record["class_names"], record["source"], record["report"],
-                  record["fingerprints"])
+  fingerprints = record["fingerprints"]
+  fingerprints = {**fingerprints, "splits": {
+      name: {**split, **({"examples": arrays[f"{name}_examples"]} if f"{name}_examples" in arrays else {})}
+      for name, split in fingerprints["splits"].items()}}
+  return Prepared(train, validation, record["class_names"], record["source"], record["report"], fingerprints)
 
 
 def _parse_and_tokenize(dataset, data_options, preprocess, seq_length, batch_size, cache, check, files=None,
@@ -212,12 +225,17 @@ def _parse_and_tokenize(dataset, data_options, preprocess, seq_length, batch_siz
   prepared = Prepared(train, validation, text_data.class_names, text_data.source, text_data.report,
                       splits.fingerprints(text_data))
   if record_key:
+    # The splits' example hashes ([M] uint64 each) go into arrays of their own, read back memory-mapped.
+    fingerprints = {**prepared.fingerprints, "splits": {
+        name: {k: v for k, v in split.items() if k != "examples"} for name, split in prepared.fingerprints["splits"].items()}}
+    arrays = {f"{name}_examples": split["examples"] for name, split in prepared.fingerprints["splits"].items()
+              if "examples" in split}
+    arrays.update(train_labels=train.labels, validation_labels=validation.labels)
     record = {"source": prepared.source, "class_names": prepared.class_names, "report": prepared.report,
-              "fingerprints": prepared.fingerprints, "files": files,
+              "fingerprints": fingerprints, "files": files,
               "splits": {name: {"entry": keys[name], "num_examples": len(part)}
                          for name, part in (("train", train), ("validation", validation))}}
-    logging.info("Data record written: %s.", cache.store_data(record_key, record, {"train": train.labels,
-                                                                                   "validation": validation.labels}))
+    logging.info("Data record written: %s.", cache.store_data(record_key, record, arrays))
   return prepared
 
 
@@ -363,9 +381,9 @@ def _gather_fn(data, bucketed):
   unless the data stores them (Tokenized).
   """
   word_ids = _rows_fn(data.word_ids)
-  lengths = tf.constant(data.lengths)  # [N]
+  lengths = _rows_fn(data.lengths)  # idx [b] → [b]
   stored = {k: _rows_fn(v) for k, v in data.stored.items()}
-  labels = tf.constant(data.labels)
+  labels = _rows_fn(data.labels)
   seq_length = data.seq_length
 
   def gather(batch):
@@ -374,24 +392,33 @@ def _gather_fn(data, bucketed):
     ids = {"input_word_ids": tf.cast(word_ids(idx)[:, :length], tf.int32)}  # [b, L]
     ids.update({k: tf.cast(rows(idx)[:, :length], tf.int32) for k, rows in stored.items()})
     if "input_mask" not in ids:  # a single text's: 1 on its first `length` positions
-      ids["input_mask"] = tf.cast(tf.range(length)[None, :] < tf.gather(lengths, idx)[:, None], tf.int32)
+      ids["input_mask"] = tf.cast(tf.range(length)[None, :] < tf.cast(lengths(idx), tf.int32)[:, None], tf.int32)
     if "input_type_ids" not in ids:  # one segment
       ids["input_type_ids"] = tf.zeros_like(ids["input_word_ids"])
-    return ids, tf.gather(labels, idx), batch["weights"]
+    return ids, tf.cast(labels(idx), tf.int32), batch["weights"]
   return gather
 
 
+def _is_mapped(array):
+  """Whether an array's memory is a memory-mapped file (a token cache entry), directly or as a view of one."""
+  while array is not None:
+    if isinstance(array, np.memmap):
+      return True
+    array = array.base if isinstance(array, np.ndarray) else None
+  return False
+
+
 def _rows_fn(array):
-  """idx [b] → array[idx], [b, T] in the array's type. An array in memory becomes one constant tensor; a
+  """idx [b] → array[idx], [b, ...] in the array's type. An array in memory becomes one constant tensor; a
   memory-mapped one (a token cache entry) is read per batch, so the process never holds it whole."""
-  if not isinstance(array, np.memmap):
-    values = tf.constant(array)  # [N, T]
+  if not _is_mapped(array):
+    values = tf.constant(array)  # [N, ...]
     return lambda idx: tf.gather(values, idx)
-  width = array.shape[1]
+  row_shape = array.shape[1:]
 
   def rows(idx):
     out = tf.numpy_function(lambda i: np.asarray(array[i]), [idx], tf.as_dtype(array.dtype), stateful=False)
-    return tf.ensure_shape(out, idx.shape.concatenate([width]))  # [b, T]
+    return tf.ensure_shape(out, idx.shape.concatenate(row_shape))  # [b, ...]
   return rows
 
 
@@ -402,12 +429,22 @@ def _padded_length_fn(data, bucket_boundaries):
   if not bucket_boundaries:  # every batch keeps T: no per-batch work
     return lambda idx: tf.constant(seq_length, tf.int32)
   bounds = tf.constant(sorted({b for b in bucket_boundaries if b < seq_length} | {seq_length}), tf.int32)
-  lengths = tf.constant(data.lengths.astype(np.int32))
+  lengths = _rows_fn(data.lengths)
 
   def padded_length(idx):
-    longest = tf.reduce_max(tf.gather(lengths, idx))
+    longest = tf.cast(tf.reduce_max(lengths(idx)), tf.int32)
     return bounds[tf.argmax(tf.cast(bounds >= longest, tf.int32))]  # first boundary >= longest
   return padded_length
+
+
+def length_counts(lengths, seq_length, chunk=1 << 20):
+  """[seq_length + 1] int64: how many of `lengths` [N] are 0, 1, ..., seq_length (longer ones count as
+  seq_length). Read a chunk at a time, so a memory-mapped [N] is never copied whole."""
+  counts = np.zeros(seq_length + 1, np.int64)
+  for start in range(0, len(lengths), chunk):
+    part = np.minimum(np.asarray(lengths[start:start + chunk], np.int64), seq_length)
+    counts += np.bincount(part, minlength=seq_length + 1)
+  return counts
 
 
 def fewest_padding_boundaries(lengths, num_buckets, seq_length):
@@ -419,9 +456,9 @@ def fewest_padding_boundaries(lengths, num_buckets, seq_length):
   from length-sorted pools pad to their longest example's bucket, a little more than this counts.
   lengths: [N] real tokens per example (Tokenized.lengths). Returns increasing ints.
   """
-  lengths = np.minimum(np.asarray(lengths, np.int64), seq_length)
-  cands = np.unique(np.append(lengths, seq_length))  # [M] possible boundaries; the last is seq_length
-  counts = np.bincount(np.searchsorted(cands, lengths), minlength=len(cands))
+  all_counts = length_counts(lengths, seq_length)  # [T + 1]
+  cands = np.append(np.flatnonzero(all_counts[:seq_length]), seq_length)  # [M] possible boundaries, then T
+  counts = all_counts[cands]  # [M] examples of each candidate length
   n = np.concatenate([[0], np.cumsum(counts)])  # [M + 1] examples up to candidate i (0: none)
   total = np.concatenate([[0], np.cumsum(counts * cands)])  # [M + 1] their summed lengths
   # pad[j, i]: examples with lengths in (cands[j-1], cands[i-1]] padded to cands[i-1]; j < i, 0 = no lower bound.
@@ -444,11 +481,12 @@ def fewest_padding_boundaries(lengths, num_buckets, seq_length):
 def mean_padded_length(lengths, bucket_boundaries, seq_length):
   """Mean length [N] examples of these token lengths are padded to when each goes to the smallest bucket that
   holds it (seq_length without buckets): the count fewest_padding_boundaries minimises, divided by N."""
-  lengths = np.minimum(np.asarray(lengths, np.int64), seq_length)
   if not len(lengths):
     return float(seq_length)
+  counts = length_counts(lengths, seq_length)  # [T + 1]
   bounds = np.array(sorted({b for b in bucket_boundaries if b < seq_length} | {seq_length}))
-  return float(bounds[np.searchsorted(bounds, lengths)].mean())  # first boundary >= each length
+  padded_to = bounds[np.searchsorted(bounds, np.arange(seq_length + 1))]  # [T + 1] first boundary >= each length
+  return float((counts * padded_to).sum() / counts.sum())
 
 
 def _split_for_replicas(global_batches, input_context, global_batch_size):
@@ -470,64 +508,33 @@ def _split_for_replicas(global_batches, input_context, global_batch_size):
   return global_batches.map(split).unbatch()
 
 
-def steps_per_epoch(num_examples, global_batch_size):
-  """Full global batches per epoch: training drops the remainder (a different one each epoch)."""
-  return num_examples // global_batch_size
-
-
-def _epoch_seed(seed, epoch):
-  return tf.stack([tf.cast(seed, tf.int64), tf.cast(epoch, tf.int64)])
-
-
-def epoch_permutation(n, global_batch_size, seed, epoch):
-  """The training order of one epoch without buckets: [steps_per_epoch * G] example indices, a stateless
-  shuffle of range(n) keyed by (seed, epoch), the incomplete last batch's examples left out. With buckets,
-  train_dataset_fn regroups this permutation by length within pools."""
-  spe = steps_per_epoch(n, global_batch_size)
-  return tf.random.experimental.stateless_shuffle(
-      tf.range(n, dtype=tf.int32), seed=_epoch_seed(seed, epoch))[:spe * global_batch_size]
+steps_per_epoch = order_lib.steps_per_epoch
 
 
 def train_dataset_fn(data, global_batch_size, seed, start_step=0, bucket_boundaries=None, pool_batches=50):
   """dataset_fn for `distribute_datasets_from_function`: endless training batches from global step start_step.
 
-  With bucket_boundaries, each epoch's permutation is cut into pools of `pool_batches` global batches,
-  each pool is sorted by length and batched, the batch order is shuffled (seeded by (seed, epoch) too), and
-  every batch is padded only to its bucket. Still a pure function of (seed, step): resume stays exact.
+  Global batch s is `order.TrainOrder(...).batch(s)`: a pure function of (seed, s), so resume stays exact and
+  every worker computes the same batch. With bucket_boundaries, batches are drawn from length-sorted pools of
+  `pool_batches` global batches and each is padded only to its bucket (bertclf/order.py).
   """
   n = len(data)
   G = global_batch_size  # pylint: disable=invalid-name
-  spe = steps_per_epoch(n, G)
-  if spe == 0:
+  if steps_per_epoch(n, G) == 0:
     raise errors.UserError(f"The training split has {n} examples, fewer than one global batch "
                      f"(--batch_size={G}); lower --batch_size.")
-  padded_length = _padded_length_fn(data, bucket_boundaries)
-  lengths = tf.constant(data.lengths.astype(np.int32))
-  seq_length = data.seq_length
+  order = order_lib.TrainOrder(data.lengths, G, seed, data.seq_length, bucket_boundaries, pool_batches)
 
-  def epoch_batches(epoch):  # → dataset of this epoch's global batches, in order
-    epoch_seed = _epoch_seed(seed, epoch)
-    perm = epoch_permutation(n, G, seed, epoch)  # [spe * G]
-    if bucket_boundaries:
-      pool = tf.range(spe * G) // (pool_batches * G)  # [spe * G]
-      key = pool * (seq_length + 1) + tf.gather(lengths, perm)  # sort by pool, then by length
-      perm = tf.gather(perm, tf.argsort(key, stable=True))
-      order = tf.random.experimental.stateless_shuffle(
-          tf.range(spe), seed=tf.random.experimental.stateless_fold_in(epoch_seed, 1))
-      batches = tf.gather(tf.reshape(perm, [spe, G]), order)  # [spe, G]
-    else:
-      batches = tf.reshape(perm, [spe, G])
-    return tf.data.Dataset.from_tensor_slices(batches).map(
-        lambda idx: {"idx": idx, "weights": tf.ones([G], tf.float32), "length": padded_length(idx)})
+  def global_batch(step):  # → {idx [G], weights [G], length}
+    idx, length = tf.numpy_function(order.batch, [step], (tf.int32, tf.int32), stateful=False)
+    return {"idx": tf.ensure_shape(idx, [G]), "weights": tf.ones([G], tf.float32),
+            "length": tf.ensure_shape(length, [])}
 
   def dataset_fn(input_context):
-    start_epoch, start_pos = divmod(start_step, spe)
-    epochs = tf.data.Dataset.range(start_epoch, np.iinfo(np.int64).max)
-    batches = epochs.flat_map(
-        lambda e: epoch_batches(e).skip(tf.where(e == start_epoch, np.int64(start_pos), np.int64(0))))
+    # One step at a time, in order (TrainOrder keeps the current epoch's permutations; not thread-safe).
+    batches = tf.data.Dataset.range(start_step, np.iinfo(np.int64).max).map(global_batch)
     ds = _split_for_replicas(batches, input_context, G)
-    ds = ds.map(_gather_fn(data, bool(bucket_boundaries)), num_parallel_calls=tf.data.AUTOTUNE,
-                deterministic=True)
+    ds = ds.map(_gather_fn(data, order.bucketed), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ds.prefetch(tf.data.AUTOTUNE)
   return dataset_fn
 

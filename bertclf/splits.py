@@ -1,8 +1,9 @@
 """Which examples a run trained on and chose its checkpoint by: `<model_dir>/splits.json`.
 
 train.py writes it beside config.json. It holds, per split, a fingerprint of its (text, label) pairs and, for
-the train and validation splits, an 8-byte hash of each text (compared after stripping whitespace, as
---drop_duplicates compares; 16 hex characters per example, ~0.4 MB for IMDB's 25k). With it:
+the train and validation splits, the sorted 8-byte hashes of its texts (compared after stripping whitespace, as
+--drop_duplicates compares) in `splits.<split>.npy` beside it (0.2 MB for IMDB's 25k; read memory-mapped, so a run
+on millions of examples does not hold them in its own memory). With it:
 
   - a resumed run refuses data other than the run's (`check_same_data`), unless --resume_on_new_data;
   - eval.py refuses to score a split that shares examples with the run's training or validation split
@@ -55,7 +56,7 @@ def split_record(split, with_examples):
     digest.update((("\n" if start else "") + lines).encode())
   record = {"num_examples": len(keys), "fingerprint": digest.hexdigest()}
   if with_examples:
-    record["examples"] = _hex(np.unique(keys))  # concatenated hashes: compact in JSON
+    record["examples"] = np.unique(keys)  # [M] uint64, sorted; a file of its own when written (write)
   return record
 
 
@@ -68,16 +69,60 @@ def fingerprints(text_data):
 
 
 def _examples(record, name):
-  """The recorded example hashes of a split: sorted [M] uint64."""
-  return np.frombuffer(bytes.fromhex(record["splits"].get(name, {}).get("examples", "")), ">u8").astype(np.uint64)
+  """The recorded example hashes of a split: sorted [M] uint64 (memory-mapped when read from a file)."""
+  examples = record["splits"].get(name, {}).get("examples", "")
+  if isinstance(examples, str):  # the hex digests, concatenated, as JSON held them inline
+    return np.frombuffer(bytes.fromhex(examples), ">u8").astype(np.uint64)
+  return examples
+
+
+def _examples_file(name):
+  return f"splits.{name}.npy"
+
+
+def to_files(record, folder):
+  """The record as JSON holds it: each split's example hashes written to `folder`/splits.<split>.npy (through a
+  temporary name, then renamed), and the JSON names the file."""
+  out = {**record, "splits": {name: dict(split) for name, split in record["splits"].items()}}
+  for name, split in out["splits"].items():
+    if isinstance(split.get("examples"), np.ndarray):
+      os.makedirs(folder, exist_ok=True)
+      path = os.path.join(folder, _examples_file(name))
+      with open(path + ".tmp", "wb") as f:
+        np.save(f, np.asarray(split["examples"], np.uint64))
+      os.replace(path + ".tmp", path)
+      split["examples"] = _examples_file(name)
+  return out
+
+
+def from_files(record, folder):
+  """A record read from JSON (to_files) with each split's example hashes memory-mapped from its file."""
+  if record is None:
+    return None
+  out = {**record, "splits": {name: dict(split) for name, split in record["splits"].items()}}
+  for split in out["splits"].values():
+    examples = split.get("examples")
+    if isinstance(examples, str) and examples.endswith(".npy"):
+      split["examples"] = np.load(os.path.join(folder, os.path.basename(examples)), mmap_mode="r")
+  return out
 
 
 def read(model_dir):
-  return run_config.read_json(os.path.join(model_dir, SPLITS_FILE))
+  return from_files(run_config.read_json(os.path.join(model_dir, SPLITS_FILE)), model_dir)
 
 
 def write(model_dir, record):
-  run_config.write_atomically(os.path.join(model_dir, SPLITS_FILE), json.dumps(record, indent=1))
+  run_config.write_atomically(os.path.join(model_dir, SPLITS_FILE), json.dumps(to_files(record, model_dir), indent=1))
+
+
+def _is_in(keys, sorted_keys):
+  """[N] bool: which of `keys` are in the sorted array `sorted_keys` (a binary search each, so a memory-mapped
+  array is read only where the searches land)."""
+  keys = np.asarray(keys, np.uint64)
+  if not len(sorted_keys):
+    return np.zeros(len(keys), bool)
+  at = np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)
+  return np.asarray(sorted_keys[at]) == keys
 
 
 def _describe(record, name):
@@ -104,10 +149,10 @@ def check_same_data(model_dir, record, allow_new_data=False):
         "or pass --resume_on_new_data to continue training these weights on this data.")
   logging.warning("--resume_on_new_data: continuing the checkpoints in %s on other data (%s, was %s).", model_dir,
                   record["source"], saved["source"])
-  merged = json.loads(json.dumps(record))
+  merged = {**record, "splits": {name: dict(split) for name, split in record["splits"].items()}}
   for name in ("train", "validation"):
     keys = np.union1d(_examples(saved, name), _examples(record, name))
-    merged["splits"].setdefault(name, {})["examples"] = _hex(keys)
+    merged["splits"].setdefault(name, {})["examples"] = keys
   merged["earlier_sources"] = saved.get("earlier_sources", []) + [saved["source"]]
   return merged
 
@@ -127,7 +172,7 @@ def check_not_trained_on(model_dir, name, split, advice, allow=False):
                     model_dir, SPLITS_FILE, name)
     return None
   keys = split.hashes()
-  seen = {other: np.isin(keys, _examples(saved, other)) for other in ("train", "validation")}  # [N] bool each
+  seen = {other: _is_in(keys, _examples(saved, other)) for other in ("train", "validation")}  # [N] bool each
   counts = {other: int(hit.sum()) for other, hit in seen.items()}
   against = {"train": (), "validation": ("train",), "test": ("train", "validation")}[name]
   shared = {other: counts[other] for other in against if counts[other]}

@@ -22,8 +22,9 @@ reads the record and the entries and never parses a text: its start does not gro
 hashing the files and reading the labels. aclImdb and folders of .txt files are read each time (their texts'
 hash is the key, as above).
 
-Entries' [N, T] arrays are read memory-mapped: the pipeline gathers each batch's rows from the file, so a process
-holds the ids only in the page cache, shared with every other process on the host that reads the same entry.
+Entries' arrays (and a record's labels) are read memory-mapped: the pipeline gathers each batch's rows from the
+file, so a process holds the ids, lengths and labels only in the page cache, shared with every other process on
+the host that reads the same entry, and its own memory does not grow with the number of examples.
 
 Several processes may need the same missing entry or record at once (two workers, two sweep runs, eval.py beside
 training): the first to create `<key>.lock` builds it and the others wait for it and read it (`building`). A lock whose
@@ -51,7 +52,7 @@ from absl import logging
 
 from bertclf import errors
 
-FORMAT = 2
+FORMAT = 3
 OFF = "off"
 # A build lock not refreshed for this long is a builder's that died on another host (its process cannot be checked).
 STALE_SECONDS = 120.0
@@ -118,14 +119,13 @@ class TokenCache:
     return digest.hexdigest()[:40]
 
   def load(self, key, num_examples):
-    """{name: array} of an entry (Tokenized.arrays; [N, T] arrays memory-mapped), or None when there is none (or it
+    """{name: array} of an entry (Tokenized.arrays, every array memory-mapped), or None when there is none (or it
     is not what the key promises)."""
     folder = os.path.join(self.root, key)
     try:
       with open(os.path.join(folder, "meta.json")) as f:
         meta = json.load(f)
-      arrays = {name: _load_array(os.path.join(folder, f"{name}.npy"), mapped=name != "lengths")
-                for name in meta["arrays"]}
+      arrays = {name: _load_array(os.path.join(folder, f"{name}.npy"), mapped=True) for name in meta["arrays"]}
     except FileNotFoundError:
       return None
     except (OSError, ValueError, KeyError) as e:
@@ -211,23 +211,23 @@ class TokenCache:
     return "data-" + digest.hexdigest()[:40]
 
   def load_data(self, key):
-    """(record, {split: labels [N] int32}) stored by store_data, or None."""
+    """(record, {name: array, memory-mapped}) stored by store_data, or None."""
     folder = os.path.join(self.root, key)
     try:
       with open(os.path.join(folder, "meta.json")) as f:
         record = json.load(f)
-      labels = {name: np.load(os.path.join(folder, f"{name}_labels.npy")) for name in record["splits"]}
+      arrays = {name: _load_array(os.path.join(folder, f"{name}.npy"), mapped=True) for name in record["arrays"]}
     except FileNotFoundError:
       return None
     except (OSError, ValueError, KeyError) as e:
       logging.warning("Data record %s cannot be read (%s): reading the data again.", folder, e)
       return None
-    return (record, labels) if record.get("format") == FORMAT else None
+    return (record, arrays) if record.get("format") == FORMAT else None
 
-  def store_data(self, key, record, labels):
+  def store_data(self, key, record, arrays):
     """Writes a dataset record: `record` (JSON: classes, report, fingerprints, {split: {entry, num_examples}})
-    and each split's labels; returns its folder."""
-    return self._write(key, {f"{name}_labels": v for name, v in labels.items()}, dict(record, format=FORMAT))
+    and {name: array} (each split's labels and example hashes), one .npy each; returns its folder."""
+    return self._write(key, arrays, dict(record, format=FORMAT, arrays=sorted(arrays)))
 
   def _preprocess(self):
     if self._identity is None:

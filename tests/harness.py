@@ -169,6 +169,11 @@ def assert_same_tensors(got, want, atol=0.0, what="tensors"):
                      ":\n  " + "\n  ".join(text for _, text in diffs[:20]))
 
 
+def plain(record):
+  """A record (bertclf.splits) with its arrays as lists, so two records compare with ==."""
+  return tf.nest.map_structure(lambda v: np.asarray(v).tolist() if isinstance(v, np.ndarray) else v, record)
+
+
 def tail(text, lines=30):
   """The last `lines` lines of a child process's output, for an assertion message."""
   return "\n--- last lines of the output ---\n" + "\n".join(str(text).rstrip().splitlines()[-lines:])

@@ -9,6 +9,7 @@ import tensorflow as tf
 from bertclf import data
 from bertclf import errors
 from bertclf import splits
+from harness import plain
 from harness import run_eval
 from harness import run_train
 
@@ -27,10 +28,10 @@ def save_checkpoint(model_dir):
 def test_fingerprints_ignore_order_and_see_labels(tmp_path):
   path = write_csv(tmp_path / "a.csv", 20)
   a, b = data.load_text_data(path, seed=1), data.load_text_data(path, seed=1)
-  assert splits.fingerprints(a) == splits.fingerprints(b)
+  assert plain(splits.fingerprints(a)) == plain(splits.fingerprints(b))
   record = splits.fingerprints(a)
   assert record["splits"]["train"]["num_examples"] == 16 and "test" not in record["splits"]
-  assert len(record["splits"]["validation"]["examples"]) == 4 * 16
+  assert len(record["splits"]["validation"]["examples"]) == 4
   shuffled = data.Split(a.train.texts[::-1], a.train.labels[::-1])
   assert splits.split_record(shuffled, False)["fingerprint"] == record["splits"]["train"]["fingerprint"]
   relabelled = data.Split(a.train.texts, 1 - a.train.labels)
@@ -50,7 +51,7 @@ def test_resume_on_other_data_is_refused_unless_asked(tmp_path):
     splits.check_same_data(model_dir, other)
   merged = splits.check_same_data(model_dir, other, allow_new_data=True)
   assert merged["splits"]["train"]["fingerprint"] == other["splits"]["train"]["fingerprint"]
-  assert len(merged["splits"]["train"]["examples"]) == 2 * 16 * 16  # both runs' training texts
+  assert len(merged["splits"]["train"]["examples"]) == 2 * 16  # both runs' training texts
   assert merged["earlier_sources"] == [first["source"]]
 
 
@@ -127,5 +128,5 @@ def test_the_fingerprint_is_the_sha256_of_the_sorted_hash_label_lines(monkeypatc
                  for t, label in zip(texts, labels))
   record = splits.split_record(data.Split(texts, labels), True)
   assert record["fingerprint"] == hashlib.sha256("\n".join(lines).encode()).hexdigest()
-  assert record["examples"] == "".join(sorted({line.split(":")[0] for line in lines}))
+  assert record["examples"].tolist() == sorted({int(line.split(":")[0], 16) for line in lines})
   assert record["num_examples"] == 40

@@ -22,6 +22,7 @@ from bertclf import pipeline
 from bertclf import token_cache
 from harness import _weights
 from harness import assert_same_tensors
+from harness import plain
 from harness import run_eval
 from harness import run_train
 
@@ -141,8 +142,10 @@ def test_a_csv_dataset_is_read_back_from_its_record_without_parsing_a_text(tmp_p
     assert isinstance(got.word_ids, np.memmap)  # read from the entry per batch, not held whole
     assert_same_tensors(got.features, want.features, what=f"{name} from the record vs parsed")
     np.testing.assert_array_equal(got.labels, want.labels, err_msg=name)
-  assert (again.class_names, again.source, again.report, again.fingerprints) == \
-      (first.class_names, first.source, first.report, first.fingerprints)
+  assert (again.class_names, again.source, again.report, plain(again.fingerprints)) == \
+      (first.class_names, first.source, first.report, plain(first.fingerprints))
+  assert isinstance(again.fingerprints["splits"]["train"]["examples"], np.memmap)  # not held in memory
+  assert isinstance(again.train.labels, np.memmap) and isinstance(again.train.lengths, np.memmap)
   # Whatever loading depends on is in the key: another data flag, another byte of the file; a record whose token
   # entry is gone is read again; a folder is read each time.
   load(validation_fraction=0.5)
