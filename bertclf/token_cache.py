@@ -16,10 +16,10 @@ the mask or segment ids [N, T] only when they are not what a single text packs t
 
 For a dataset read from files (CSV/TSV/JSONL: --dataset, --validation_file, --test_file), a record under
 `<--token_cache>/data-<key>/` holds what loading them gave: the classes, the data report, the splits' fingerprints
-(splits.json), each split's labels and the name of its token entry. Its key hashes the files' paths and contents
-(read in 1 MB chunks), the data flags, the preprocessing model and --seq_length. A later run on the same files
-reads the record and the entries and never parses a text: its start does not grow with the number of rows beyond
-hashing the files and reading the labels. aclImdb and folders of .txt files are read each time (their texts'
+(splits.json; their text hashes as .npy arrays), each split's labels and the name of its token entry. Its key
+hashes the files' paths and contents (read in 1 MB chunks), the data flags, the preprocessing model and
+--seq_length. A later run on the same files reads the record and the entries and never parses a text: its start
+does not grow with the number of rows beyond hashing the files. aclImdb and folders of .txt files are read each time (their texts'
 hash is the key, as above).
 
 Entries' arrays (and a record's labels) are read memory-mapped: the pipeline gathers each batch's rows from the
