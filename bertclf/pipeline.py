@@ -226,10 +226,10 @@ def _parse_and_tokenize(dataset, data_options, preprocess, seq_length, batch_siz
                       splits.fingerprints(text_data))
   if record_key:
     # The splits' example hashes ([M] uint64 each) go into arrays of their own, read back memory-mapped.
+    split_records = prepared.fingerprints["splits"]
     fingerprints = {**prepared.fingerprints, "splits": {
-        name: {k: v for k, v in split.items() if k != "examples"} for name, split in prepared.fingerprints["splits"].items()}}
-    arrays = {f"{name}_examples": split["examples"] for name, split in prepared.fingerprints["splits"].items()
-              if "examples" in split}
+        name: {k: v for k, v in split.items() if k != "examples"} for name, split in split_records.items()}}
+    arrays = {f"{name}_examples": split["examples"] for name, split in split_records.items() if "examples" in split}
     arrays.update(train_labels=train.labels, validation_labels=validation.labels)
     record = {"source": prepared.source, "class_names": prepared.class_names, "report": prepared.report,
               "fingerprints": fingerprints, "files": files,

@@ -19,8 +19,8 @@ For a dataset read from files (CSV/TSV/JSONL: --dataset, --validation_file, --te
 (splits.json; their text hashes as .npy arrays), each split's labels and the name of its token entry. Its key
 hashes the files' paths and contents (read in 1 MB chunks), the data flags, the preprocessing model and
 --seq_length. A later run on the same files reads the record and the entries and never parses a text: its start
-does not grow with the number of rows beyond hashing the files. aclImdb and folders of .txt files are read each time (their texts'
-hash is the key, as above).
+does not grow with the number of rows beyond hashing the files. aclImdb and folders of .txt files are read each
+time (their texts' hash is the key, as above).
 
 Entries' arrays (and a record's labels) are read memory-mapped: the pipeline gathers each batch's rows from the
 file, so a process holds the ids, lengths and labels only in the page cache, shared with every other process on

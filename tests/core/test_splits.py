@@ -3,6 +3,7 @@ resume on other data is refused unless asked for."""
 import json
 import os
 
+import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -77,6 +78,30 @@ def test_overlapping_split_is_refused_unless_allowed_and_counted(tmp_path):
   unseen = data.load_text_data(path, seed=1, test_file=write_csv(tmp_path / "t.csv", 6, offset=50))
   assert splits.check_not_trained_on(model_dir, "test", unseen.test, "advice") == {"train": 0, "validation": 0}
   assert splits.check_not_trained_on(str(tmp_path / "no_record"), "test", unseen.test, "advice") is None
+
+
+def test_example_hashes_are_a_memory_mapped_file_beside_splits_json_and_inline_hex_still_reads(tmp_path):
+  """splits.json names splits.<split>.npy (sorted uint64 hashes, read memory-mapped); a splits.json that holds the
+  hashes inline as hex digests counts the same overlap."""
+  path = write_csv(tmp_path / "a.csv", 20)
+  run = data.load_text_data(path, seed=1)
+  record = splits.fingerprints(run)
+  model_dir = str(tmp_path / "run")
+  splits.write(model_dir, record)
+  with open(os.path.join(model_dir, splits.SPLITS_FILE)) as f:
+    assert json.load(f)["splits"]["train"]["examples"] == "splits.train.npy"
+  saved = splits.read(model_dir)["splits"]["train"]["examples"]
+  assert isinstance(saved, np.memmap) and saved.tolist() == sorted(record["splits"]["train"]["examples"].tolist())
+  inline_dir = tmp_path / "inline"
+  inline_dir.mkdir()
+  inline = plain(record)
+  for split in inline["splits"].values():
+    if "examples" in split:
+      split["examples"] = np.asarray(split["examples"], np.uint64).astype(">u8").tobytes().hex()
+  (inline_dir / splits.SPLITS_FILE).write_text(json.dumps(inline))
+  for folder in (model_dir, str(inline_dir)):
+    assert splits.check_not_trained_on(folder, "validation", run.validation, "advice") == {"train": 0,
+                                                                                          "validation": 4}
 
 
 def test_splits_json_records_the_overlap_the_data_kept(tmp_path):

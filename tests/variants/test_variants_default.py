@@ -5,7 +5,8 @@ tests/data/default_step_reference.json holds the per-step `loss` and `grad_norm`
 flags on the same assets and compares. Three changes since were made on purpose, and the reference runs 8aa98b3
 with them applied (tests/data/default_step_reference.patch, `git apply`-ed to the checkout): the head starts
 from GlorotUniform (bertclf/swaps/heads.py), the step densifies embedding gradients before their norm
-(optim.densify), and the training order is bertclf/order.py's keyed permutation. Regenerate the reference (it records its command, commit and the patch's sha1) with:
+(optim.densify), and the training order is bertclf/order.py's keyed permutation. Regenerate the reference (it
+records its command, commit and the patch's sha1) with:
 
   git worktree add /tmp/pre_refactor 8aa98b3
   python tests/variants/test_variants_default.py --worktree=/tmp/pre_refactor --out=tests/data/default_step_reference.json
