@@ -65,7 +65,7 @@ class Tokenized:
   position instead of 12 as three int32 arrays (256 bytes instead of 1,536 at --seq_length=128). A feature that
   is not of that form (another preprocessing model's packing) is kept whole in `stored`, in its narrowest type.
   """
-  word_ids: np.ndarray  # [N, T] uint8 / uint16 / int32
+  word_ids: np.ndarray  # [N, T] uint8 / uint16 / int32 (a token_cache.RowFile when read from the cache)
   lengths: np.ndarray  # [N] int32: real tokens, [CLS] and [SEP] included (through the mask's last 1)
   labels: np.ndarray  # [N] int32
   stored: dict = dataclasses.field(default_factory=dict)  # {"input_mask" / "input_type_ids": [N, T]}
@@ -114,7 +114,7 @@ class Tokenized:
 
   def derived(self, name):
     """A feature that is not stored, as a single text gives it: [N, T] int32."""
-    return derived_feature(name, self.lengths, self.seq_length)
+    return derived_feature(name, np.asarray(self.lengths), self.seq_length)
 
   @property
   def features(self):
@@ -316,9 +316,11 @@ def _tokenize(split, preprocess, seq_length, batch_size, sink, labels, name, sta
   finally:
     holder.clear()
     sink.abort()
-  truncated = int((out.lengths == seq_length).sum())
+  counts = length_counts(out.lengths, seq_length)  # [T + 1]
+  truncated = int(counts[seq_length])
   logging.info("Tokenized %d texts of the %s split in %.1fs: mean %.1f tokens, %d (%.1f%%) filled all %d positions "
-               "(maybe truncated).", len(out), name, time.time() - start, out.lengths.mean() if len(out) else 0,
+               "(maybe truncated).", len(out), name, time.time() - start,
+               (counts * np.arange(seq_length + 1)).sum() / len(out) if len(out) else 0,
                truncated, 100.0 * truncated / max(len(out), 1), seq_length)
   return out
 
@@ -409,9 +411,9 @@ def _is_mapped(array):
 
 
 def _rows_fn(array):
-  """idx [b] → array[idx], [b, ...] in the array's type. An array in memory becomes one constant tensor; a
-  memory-mapped one (a token cache entry) is read per batch, so the process never holds it whole."""
-  if not _is_mapped(array):
+  """idx [b] → array[idx], [b, ...] in the array's type. An array in memory becomes one constant tensor; a token
+  cache entry's (token_cache.RowFile, or memory-mapped) is read per batch, so the process never holds it whole."""
+  if not (isinstance(array, token_cache.RowFile) or _is_mapped(array)):
     values = tf.constant(array)  # [N, ...]
     return lambda idx: tf.gather(values, idx)
   row_shape = array.shape[1:]

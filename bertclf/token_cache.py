@@ -22,9 +22,9 @@ hashes the files' paths and contents (read in 1 MB chunks), the data flags, the 
 does not grow with the number of rows beyond hashing the files. aclImdb and folders of .txt files are read each
 time (their texts' hash is the key, as above).
 
-Entries' arrays (and a record's labels) are read memory-mapped: the pipeline gathers each batch's rows from the
-file, so a process holds the ids, lengths and labels only in the page cache, shared with every other process on
-the host that reads the same entry, and its own memory does not grow with the number of examples.
+Entries' [N, T] arrays are read a batch's rows at a time with pread (RowFile), and their lengths and a record's
+labels and text hashes memory-mapped: a process holds them only in the page cache, shared with every other
+process on the host that reads the same entry, and its own memory does not grow with the number of examples.
 
 Several processes may need the same missing entry or record at once (two workers, two sweep runs, eval.py beside
 training): the first to create `<key>.lock` builds it and the others wait for it and read it (`building`). A lock whose
@@ -79,6 +79,68 @@ def _load_array(path, mapped):
   return np.load(path, mmap_mode="r" if mapped else None)
 
 
+class RowFile:
+  """A read-only [N, ...] .npy array of a cache entry whose rows are read on demand with pread.
+
+  A memory-mapped file would serve rows as fast, but every page a read touches (and the kernel maps whole folios
+  around it) then counts in the process's resident memory, so after a few hundred random batches most of the
+  entry does: RSS would grow with the number of examples although the pages are the shared page cache. Rows
+  read with pread land in a new array and the file's pages stay in the page cache only (about 3 us a row).
+  `array[rows]` reads those rows; `np.asarray(array)` reads it whole.
+  """
+
+  def __init__(self, path):
+    with open(path, "rb") as f:
+      version = np.lib.format.read_magic(f)
+      read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+      self.shape, fortran_order, self.dtype = read_header(f)
+      self.offset = f.tell()
+    if fortran_order or not self.shape:
+      raise ValueError(f"{path}: not a C-ordered array of rows")
+    self.path, self.ndim = path, len(self.shape)
+    self.row_bytes = self.dtype.itemsize * int(np.prod(self.shape[1:], dtype=np.int64))
+    self._fd = os.open(path, os.O_RDONLY)
+
+  def __len__(self):
+    return self.shape[0]
+
+  def __del__(self):
+    if getattr(self, "_fd", None) is not None:
+      os.close(self._fd)
+
+  def __getitem__(self, rows):
+    """rows: a slice (step 1) or integer indices → a new array of those rows."""
+    if isinstance(rows, slice):
+      start, stop, step = rows.indices(len(self))
+      if step != 1:
+        raise IndexError("RowFile slices take every row")
+      count = max(stop - start, 0)
+      per_row = self.row_bytes // self.dtype.itemsize
+      out = np.fromfile(self.path, self.dtype, count * per_row, offset=self.offset + start * self.row_bytes)
+      if out.size != count * per_row:
+        raise OSError(f"{self.path}: holds fewer rows than its header says")
+      return out.reshape((count,) + self.shape[1:])
+    rows = np.asarray(rows, np.int64)
+    out = np.empty(rows.shape + self.shape[1:], self.dtype)
+    buf = memoryview(out.reshape(-1).view(np.uint8))
+    n = len(self)
+    for j, i in enumerate(rows.reshape(-1).tolist()):
+      if not -n <= i < n:
+        raise IndexError(f"row {i} of {n}")
+      got = os.preadv(self._fd, [buf[j * self.row_bytes:(j + 1) * self.row_bytes]],
+                      self.offset + (i % n) * self.row_bytes)
+      if got != self.row_bytes:
+        raise OSError(f"{self.path}: short read at row {i}")
+    return out
+
+  def __array__(self, dtype=None, copy=None):
+    out = self[:]
+    return out if dtype is None else out.astype(dtype)
+
+  def astype(self, dtype):
+    return np.asarray(self, dtype)
+
+
 def preprocess_identity(handle):
   """What names a preprocessing model's tokenization: a hash of a local SavedModel's files, or a remote handle."""
   if os.path.isdir(handle):
@@ -119,13 +181,15 @@ class TokenCache:
     return digest.hexdigest()[:40]
 
   def load(self, key, num_examples):
-    """{name: array} of an entry (Tokenized.arrays, every array memory-mapped), or None when there is none (or it
+    """{name: array} of an entry (Tokenized.arrays: [N, T] arrays as RowFile, lengths memory-mapped), or None when there is none (or it
     is not what the key promises)."""
     folder = os.path.join(self.root, key)
     try:
       with open(os.path.join(folder, "meta.json")) as f:
         meta = json.load(f)
-      arrays = {name: _load_array(os.path.join(folder, f"{name}.npy"), mapped=True) for name in meta["arrays"]}
+      # [N, T] arrays are read by rows (RowFile); the [N] lengths memory-mapped (a step reads a pool of them).
+      arrays = {name: _load_array(os.path.join(folder, f"{name}.npy"), mapped=True) if name == "lengths"
+                else RowFile(os.path.join(folder, f"{name}.npy")) for name in meta["arrays"]}
     except FileNotFoundError:
       return None
     except (OSError, ValueError, KeyError) as e:

@@ -153,7 +153,8 @@ def test_compact_ids_rebuild_the_features_of_every_batch(form, mapped, tmp_path)
   if mapped:
     cache = token_cache.TokenCache(tmp_path, "unused", T)
     tok = pipeline.Tokenized.from_arrays(cache.load(os.path.basename(cache.store("k", tok.arrays())), 40), tok.labels)
-    assert isinstance(tok.word_ids, np.memmap) and all(isinstance(v, np.memmap) for v in tok.stored.values())
+    assert isinstance(tok.word_ids, token_cache.RowFile)
+    assert all(isinstance(v, token_cache.RowFile) for v in tok.stored.values())
   for name, values in tok.features.items():
     np.testing.assert_array_equal(values, features[name], err_msg=name)
   strategy = _strategy(2)

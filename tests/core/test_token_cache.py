@@ -76,13 +76,48 @@ def test_entries_read_back_exactly_and_appear_whole(tmp_path, preprocess_dir):
   assert cache.load("k", 3) is None  # not what the key promises (3 examples): tokenized again, with a warning
 
 
+def _rss_file_mb():
+  with open("/proc/self/status") as f:
+    return int(next(line for line in f if line.startswith("RssFile:")).split()[1]) / 1024
+
+
+def test_row_file_reads_exact_rows_without_growing_resident_memory(tmp_path):
+  """RowFile gives the rows numpy gives, for indices and slices, and reading 2,000 random rows of a 64 MB entry
+  leaves the process's resident file pages where they were; a memory map of the same file (the control, so the
+  measurement can tell) makes them grow by tens of MB."""
+  rng = np.random.RandomState(0)
+  small = rng.randint(0, 60000, size=[50, 7]).astype(np.uint16)
+  np.save(tmp_path / "small.npy", small)
+  rows = token_cache.RowFile(str(tmp_path / "small.npy"))
+  assert (rows.shape, rows.dtype, len(rows)) == (small.shape, small.dtype, 50)
+  for idx in ([3, 0, 49, 3], np.array([[1, 2], [48, -1]]), slice(10, 20), slice(45, 60), slice(None)):
+    np.testing.assert_array_equal(rows[idx], small[idx], err_msg=str(idx))
+  np.testing.assert_array_equal(np.asarray(rows, np.int32), small.astype(np.int32))
+  with pytest.raises(IndexError):
+    rows[[50]]
+  big = np.lib.format.open_memmap(str(tmp_path / "big.npy"), "w+", np.uint16, (500_000, 64))  # 64 MB
+  big[:] = 7
+  big.flush()
+  del big  # written: its pages are in the page cache, as a fresh entry's are
+  picks = np.random.RandomState(1).randint(0, 500_000, size=[100, 20])
+  before = _rss_file_mb()
+  rows = token_cache.RowFile(str(tmp_path / "big.npy"))
+  assert all((rows[idx] == 7).all() for idx in picks)
+  grew_rows = _rss_file_mb() - before
+  mapped = np.load(tmp_path / "big.npy", mmap_mode="r")
+  before = _rss_file_mb()
+  assert all((np.asarray(mapped[idx]) == 7).all() for idx in picks)
+  grew_mapped = _rss_file_mb() - before
+  assert grew_rows < 2 and grew_mapped > 8, (grew_rows, grew_mapped)
+
+
 def test_tokenize_reads_the_cache_instead_of_the_model(tmp_path, tiny_hub):
   handles = encoders.resolve(tiny_hub)
   preprocess = encoders.load_preprocess(handles)
   split = _split(["a great film", "dull", "the best film of the year, by far"], [1, 0, 1])
   cache = token_cache.TokenCache(tmp_path, handles.preprocess, 8)
   first = pipeline.tokenize(split, preprocess, 8, cache=cache)
-  assert isinstance(first.word_ids, np.memmap)  # after a miss too, the ids are read back from the entry's file
+  assert isinstance(first.word_ids, token_cache.RowFile)  # after a miss too, the ids are read back from the entry
   again = pipeline.tokenize(split, None, 8, cache=cache)  # no model at all: only the cache can answer
   assert_same_tensors(again.features, first.features, what="cached vs tokenized")
   assert_same_tensors(first.features, pipeline.tokenize(split, preprocess, 8).features, what="with vs without cache")
@@ -139,7 +174,7 @@ def test_a_csv_dataset_is_read_back_from_its_record_without_parsing_a_text(tmp_p
   assert parsed == [str(csv_path)], "the second load parsed the CSV"
   for name in ("train", "validation"):
     got, want = getattr(again, name), getattr(first, name)
-    assert isinstance(got.word_ids, np.memmap)  # read from the entry per batch, not held whole
+    assert isinstance(got.word_ids, token_cache.RowFile)  # read from the entry per batch, not held whole
     assert_same_tensors(got.features, want.features, what=f"{name} from the record vs parsed")
     np.testing.assert_array_equal(got.labels, want.labels, err_msg=name)
   assert (again.class_names, again.source, again.report, plain(again.fingerprints)) == \
@@ -211,7 +246,7 @@ def test_an_entry_is_written_chunk_by_chunk_as_tokenizing_in_memory_gives_it(tmp
   cache = token_cache.TokenCache(tmp_path, "unused", 10)
   held = pipeline.tokenize(split, _CharPreprocess(), 10, batch_size=8)
   streamed = pipeline.tokenize(split, _CharPreprocess(), 10, batch_size=8, cache=cache, key="k")
-  assert isinstance(streamed.word_ids, np.memmap)
+  assert isinstance(streamed.word_ids, token_cache.RowFile)
   assert sorted(streamed.stored) == sorted(held.stored) == ["input_type_ids"]
   assert streamed.word_ids.dtype == held.word_ids.dtype == np.uint16
   assert {k: v.dtype for k, v in streamed.stored.items()} == {k: v.dtype for k, v in held.stored.items()}
@@ -322,7 +357,7 @@ def test_an_unreadable_entry_is_replaced_by_a_new_build(tmp_path, caplog):
   (tmp_path / "k").mkdir()
   (tmp_path / "k" / "meta.json").write_text("{not json")
   got = pipeline.tokenize(split, _CharPreprocess(), 10, batch_size=8, cache=cache, key="k")
-  assert isinstance(got.word_ids, np.memmap) and len(got) == 20
+  assert isinstance(got.word_ids, token_cache.RowFile) and len(got) == 20
   assert "cannot be read" in caplog.text
   assert cache.load("k", 20) is not None and sorted(os.listdir(tmp_path)) == ["k"]
 
