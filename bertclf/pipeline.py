@@ -14,8 +14,8 @@ of the examples, evaluated only at the positions a step needs, and step s is bat
 s // steps_per_epoch. Resuming at step s therefore continues at the same epoch, position and shuffle order with
 nothing but the step saved in the checkpoint. Each global batch is the same set of examples whatever the number
 of replicas or workers: worker w takes its slice of the global batch and hands consecutive per-replica slices to
-its replicas. With a token cache, the ids, lengths and labels stay memory-mapped and each batch reads its rows,
-so a process's own memory does not grow with the number of examples.
+its replicas. With a token cache, each batch reads its rows of the ids from the entry's files (token_cache.RowFile)
+and of the memory-mapped lengths and labels, so a process's own memory does not grow with the number of examples.
 """
 import dataclasses
 import os
