@@ -346,7 +346,7 @@ class _MemorySink:
 
 class _EntrySink:
   """Tokenized chunks written to a token cache entry as they arrive (`token_cache.EntryWriter`), then read back
-  memory-mapped, as a later run would: the split's ids are never all in this process's memory, only in the shared
+  by rows, as a later run would: the split's ids are never all in this process's memory, only in the shared
   page cache. A feature first stored by a later chunk is written for the earlier ones as a single text gives it."""
 
   def __init__(self, writer, seq_length):

@@ -386,6 +386,27 @@ def narrowest_type(low, high):
   return np.uint8 if high < 1 << 8 else np.uint16 if high < 1 << 16 else np.int32
 
 
+def _convert_raw(raw, path, dtype, rows, seq_length, block_bytes):
+  """Writes the [rows, seq_length] int32 ids of file `raw` (if any) as an .npy of `dtype` at `path`, then removes
+  `raw`. Plain reads and writes of about `block_bytes` of ids at a time: pages written through a memory map would count in this
+  process's resident memory, for the whole entry; pages written to a file stay in the page cache."""
+  with open(path, "wb") as out:
+    np.lib.format.write_array_header_1_0(
+        out, {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False,
+              "shape": (rows, seq_length)})
+    if rows:
+      block = max(1, block_bytes // (4 * seq_length))  # rows
+      with open(raw, "rb") as src:
+        for start in range(0, rows, block):
+          n = min(block, rows - start)
+          ids = np.fromfile(src, np.int32, n * seq_length)  # [n * T], from where the last block ended
+          if ids.size != n * seq_length:
+            raise ValueError(f"{raw}: {ids.size} ids where {n * seq_length} were written")
+          out.write(ids.astype(dtype))  # a contiguous array is a buffer: no copy
+  if os.path.exists(raw):
+    os.remove(raw)
+
+
 class EntryWriter:
   """Writes a cache entry a chunk of rows at a time, so a split's ids are never all in memory.
 
@@ -393,7 +414,7 @@ class EntryWriter:
   block of rows at a time, to an .npy of the narrowest type that holds every value, adds the lengths and renames
   the folder into place. `abort` (or a failure) removes it."""
 
-  _BLOCK = 1 << 16  # rows converted at a time
+  _BLOCK_BYTES = 1 << 23  # int32 ids converted at a time: 8 MB
 
   def __init__(self, cache, key):
     self.cache, self.key = cache, key
@@ -423,17 +444,8 @@ class EntryWriter:
         if rows != len(lengths):
           raise ValueError(f"token cache entry {self.key}: {rows} rows of {name} for {len(lengths)} examples")
         raw = os.path.join(self.tmp, f"{name}.raw")
-        out = np.lib.format.open_memmap(os.path.join(self.tmp, f"{name}.npy"), "w+", narrowest_type(low, high),
-                                        (rows, seq_length))
-        if rows:
-          src = np.memmap(raw, np.int32, "r", shape=(rows, seq_length))
-          for start in range(0, rows, self._BLOCK):
-            out[start:start + self._BLOCK] = src[start:start + self._BLOCK]
-          del src
-        out.flush()
-        del out
-        if os.path.exists(raw):
-          os.remove(raw)
+        _convert_raw(raw, os.path.join(self.tmp, f"{name}.npy"), narrowest_type(low, high), rows, seq_length,
+                     self._BLOCK_BYTES)
       np.save(os.path.join(self.tmp, "lengths.npy"), np.asarray(lengths, np.int32))
       meta = {"format": FORMAT, "arrays": sorted([*self._arrays, "lengths"]), "num_examples": len(lengths),
               "seq_length": seq_length, "preprocess": self.cache.preprocess_handle, "written": time.time()}

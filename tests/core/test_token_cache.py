@@ -111,6 +111,36 @@ def test_row_file_reads_exact_rows_without_growing_resident_memory(tmp_path):
   assert grew_rows < 2 and grew_mapped > 8, (grew_rows, grew_mapped)
 
 
+def _peak_rss_mb():
+  with open("/proc/self/status") as f:
+    return int(next(line for line in f if line.startswith("VmHWM:")).split()[1]) / 1024
+
+
+def test_writing_an_entry_does_not_grow_resident_memory_with_its_size(tmp_path, preprocess_dir, monkeypatch):
+  """An EntryWriter given 500,000 rows of 64 ids (128 MB as int32, 64 MB as the uint16 entry) a chunk at a time
+  writes and publishes the entry with the process's peak resident memory within a few MB of where it was (its
+  conversion block, 1 MB here, and the appended chunks), and the entry reads back exactly."""
+  monkeypatch.setattr(token_cache.EntryWriter, "_BLOCK_BYTES", 1 << 20)
+  cache = token_cache.TokenCache(tmp_path, preprocess_dir, 64)
+  writer = cache.writer("big")
+  rows, chunk = 500_000, 10_000
+
+  def ids(start):  # [chunk, 64]: a different value at every position
+    return ((np.arange(start, start + chunk)[:, None] * 64 + np.arange(64)[None, :]) % 60000).astype(np.int32)
+  with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")  # the peak (VmHWM) starts again from the current resident memory
+  before = _peak_rss_mb()
+  for start in range(0, rows, chunk):
+    writer.append("word_ids", ids(start))
+  folder = writer.finish(np.full([rows], 64, np.int32))
+  grew = _peak_rss_mb() - before
+  assert grew < 10, f"peak RSS grew {grew:.0f} MB writing a 64 MB entry"
+  written = np.load(os.path.join(folder, "word_ids.npy"), mmap_mode="r")
+  assert written.dtype == np.uint16 and written.shape == (rows, 64)
+  for start in (0, 250_000, rows - chunk):
+    np.testing.assert_array_equal(written[start:start + chunk], ids(start))
+
+
 def test_tokenize_reads_the_cache_instead_of_the_model(tmp_path, tiny_hub):
   handles = encoders.resolve(tiny_hub)
   preprocess = encoders.load_preprocess(handles)
