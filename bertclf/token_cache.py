@@ -181,8 +181,8 @@ class TokenCache:
     return digest.hexdigest()[:40]
 
   def load(self, key, num_examples):
-    """{name: array} of an entry (Tokenized.arrays: [N, T] arrays as RowFile, lengths memory-mapped), or None when there is none (or it
-    is not what the key promises)."""
+    """{name: array} of an entry (Tokenized.arrays: [N, T] arrays as RowFile, lengths memory-mapped), or None when
+    there is none (or it is not what the key promises)."""
     folder = os.path.join(self.root, key)
     try:
       with open(os.path.join(folder, "meta.json")) as f:
@@ -388,8 +388,8 @@ def narrowest_type(low, high):
 
 def _convert_raw(raw, path, dtype, rows, seq_length, block_bytes):
   """Writes the [rows, seq_length] int32 ids of file `raw` (if any) as an .npy of `dtype` at `path`, then removes
-  `raw`. Plain reads and writes of about `block_bytes` of ids at a time: pages written through a memory map would count in this
-  process's resident memory, for the whole entry; pages written to a file stay in the page cache."""
+  `raw`. Plain reads and writes of about `block_bytes` of ids at a time: pages written through a memory map would
+  count in this process's resident memory, for the whole entry; pages written to a file stay in the page cache."""
   with open(path, "wb") as out:
     np.lib.format.write_array_header_1_0(
         out, {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False,
