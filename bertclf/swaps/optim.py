@@ -108,7 +108,8 @@ def build(opt, variables):
   """Creates the optimizer's variables now (step counter, hyperparameters, slots, the wrappers' state), under the
   strategy's scope, as its first apply_gradients would. A tf.function whose first call creates variables is traced
   a second time, so without this the train loop (the costliest trace of a run) would be traced twice."""
-  opt._create_all_weights(variables)  # pylint: disable=protected-access  (the legacy optimizers' build; wrappers chain it)
+  # The legacy optimizers' build; wrappers chain it.
+  opt._create_all_weights(variables)  # pylint: disable=protected-access
 
 
 def learning_rate(opt):

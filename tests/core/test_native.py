@@ -137,7 +137,8 @@ def test_activation_without_config_file_is_detected(configless_hub, caplog, poli
   policy("bf16")
   with distribute.get_strategy("mirrored", num_cpu_devices=2).scope():
     low = encoders.load_encoder_layer(handles, impl="native")
-  assert low.compute_dtype == "bfloat16" and low.transformer_layers[0]._inner_activation is built  # pylint: disable=protected-access
+  inner = low.transformer_layers[0]._inner_activation  # pylint: disable=protected-access
+  assert low.compute_dtype == "bfloat16" and inner is built
 
 
 @pytest.mark.slow

@@ -145,7 +145,8 @@ def _to_dense(grads):
 
 
 # ---------------------------------------------------------------- through train.py
-STEP_FLAGS = {"sam_global": dict(step="sam_global", sam_rho=0.5), "fgm_global": dict(step="fgm_global", fgm_epsilon=2.0)}
+STEP_FLAGS = {"sam_global": dict(step="sam_global", sam_rho=0.5),
+              "fgm_global": dict(step="fgm_global", fgm_epsilon=2.0)}
 PERTURBED = {"sam": "sam_perturbed_loss", "fgm": "fgm_adv_loss"}
 
 

@@ -9,7 +9,8 @@ from GlorotUniform (bertclf/swaps/heads.py), the step densifies embedding gradie
 records its command, commit and the patch's sha1) with:
 
   git worktree add /tmp/pre_refactor 8aa98b3
-  python tests/variants/test_variants_default.py --worktree=/tmp/pre_refactor --out=tests/data/default_step_reference.json
+  python tests/variants/test_variants_default.py --worktree=/tmp/pre_refactor \
+      --out=tests/data/default_step_reference.json
   git worktree remove --force /tmp/pre_refactor
 
 The conftest `tiny_hub` draws its weights from unseeded Keras initializers, which differ from process to process
