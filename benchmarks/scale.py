@@ -12,7 +12,8 @@ is a fresh process; measured from its log and /proc:
     the CSV, tokenizing or reading the cache, building the model and tracing the step),
   * tokenize: the "Tokenized N texts ... in Xs" line of the training split (cold) or the "Data record hit" line
     (warm: the dataset's record and token ids read from the cache, no text parsed),
-  * steady ex/s: the last progress line's rate,
+  * steady ex/s: examples per second from the second progress line to the last, by the log lines' times (the
+    first call's window holds the step's tracing; single windows vary by +-20% on a shared VM),
   * peak RSS: the process's VmHWM (resident set high-water mark), which counts the pages of the memory-mapped
     token cache that the run touched (shared page cache, which the kernel can drop and reread);
   * peak private: the highest RssAnon sampled every 0.2 s (memory of this process alone: Python objects,
@@ -103,12 +104,15 @@ def run(csv_path, cache, model_dir):
     sys.exit(f"error: train.py failed ({proc.returncode}):\n{''.join(lines[-20:])}")
   tok = re.search(r"Tokenized (\d+) texts of the training split in ([\d.]+)s", out)
   hit = re.search(r"Data record hit: .* in ([\d.]+)s\.", out)
-  rate = re.findall(r"([\d.]+) ex/s", out)
+  # (seconds of the day, step) of each progress line: "I1206 18:35:18.001249 ... step 10/100 ..."
+  progress = [(int(h) * 3600 + int(m) * 60 + float(sec), int(s))
+              for h, m, sec, s in re.findall(r"^I\d{4} (\d+):(\d+):([\d.]+) .*\] step (\d+)/", out, re.M)]
+  (t0, s0), (t1, s1) = (progress[1], progress[-1]) if len(progress) > 2 else ((0, 0), (1, 0))
   return dict(first_step=first_step, wall=time.time() - start, peak_gb=peak["VmHWM"] / 2**20,
               private_gb=peak["RssAnon"] / 2**20,
               tokenize=(f"{int(tok.group(1)) / float(tok.group(2)):,.0f} texts/s ({float(tok.group(2)):.0f} s)"
                         if tok else f"record read in {float(hit.group(1)):.1f} s, no text parsed" if hit else "?"),
-              ex_s=float(rate[-1]) if rate else float("nan"))
+              ex_s=(s1 - s0) * 32 / ((t1 - t0) % 86400) if s1 > s0 else float("nan"))  # --batch_size=32
 
 
 def read_texts(csv_path):
