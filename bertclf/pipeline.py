@@ -189,6 +189,21 @@ def load_and_tokenize(dataset, data_options, preprocess, seq_length, batch_size=
 
 def _from_record(cache, record_key, check, start):
   """The dataset as the cache's record `record_key` and its token entries hold it, or None if any is missing."""
+  prepared = _read_record(cache, record_key)
+  if prepared is None:
+    return None
+  logging.info("Data record hit: %s as loaded and tokenized before (%d training, %d validation examples), "
+               "from %s in %.1fs.", prepared.source, len(prepared.train), len(prepared.validation),
+               os.path.join(cache.root, record_key), time.time() - start)
+  _log_report(prepared.report)
+  if check is not None:
+    check(prepared.class_names)
+  return prepared
+
+
+def _read_record(cache, record_key):
+  """Prepared from record `record_key` and its token entries (labels and text hashes memory-mapped, ids read by
+  rows), or None if any is missing."""
   found = cache.load_data(record_key)
   if found is None:
     return None
@@ -198,12 +213,6 @@ def _from_record(cache, record_key, check, start):
   if any(a is None for a in entries.values()):
     return None
   train, validation = (Tokenized.from_arrays(entries[name], labels[name]) for name in ("train", "validation"))
-  logging.info("Data record hit: %s as loaded and tokenized before (%d training, %d validation examples), "
-               "from %s in %.1fs.", record["source"], len(train), len(validation),
-               os.path.join(cache.root, record_key), time.time() - start)
-  _log_report(record["report"])
-  if check is not None:
-    check(record["class_names"])
   fingerprints = record["fingerprints"]
   fingerprints = {**fingerprints, "splits": {
       name: {**split, **({"examples": arrays[f"{name}_examples"]} if f"{name}_examples" in arrays else {})}
@@ -236,6 +245,8 @@ def _parse_and_tokenize(dataset, data_options, preprocess, seq_length, batch_siz
               "splits": {name: {"entry": keys[name], "num_examples": len(part)}
                          for name, part in (("train", train), ("validation", validation))}}
     logging.info("Data record written: %s.", cache.store_data(record_key, record, arrays))
+    # Train from the record as a later run reads it: labels and text hashes memory-mapped, not held [N] in memory.
+    return _read_record(cache, record_key) or prepared
   return prepared
 
 

@@ -198,19 +198,23 @@ def test_a_csv_dataset_is_read_back_from_its_record_without_parsing_a_text(tmp_p
   def load(path=csv_path, **overrides):
     return pipeline.load_and_tokenize(str(path), _options(**overrides), lambda: model, 16, cache=cache)
 
+  want = pipeline.load_and_tokenize(str(csv_path), _options(), lambda: model, 16)  # no cache: all in memory
+  parsed.clear()
   first = load()
   assert parsed == [str(csv_path)] and any(p.name.startswith("data-") for p in (tmp_path / "cache").iterdir())
   again = pipeline.load_and_tokenize(str(csv_path), _options(), lambda: None, 16, cache=cache)  # no model needed
   assert parsed == [str(csv_path)], "the second load parsed the CSV"
-  for name in ("train", "validation"):
-    got, want = getattr(again, name), getattr(first, name)
-    assert isinstance(got.word_ids, token_cache.RowFile)  # read from the entry per batch, not held whole
-    assert_same_tensors(got.features, want.features, what=f"{name} from the record vs parsed")
-    np.testing.assert_array_equal(got.labels, want.labels, err_msg=name)
-  assert (again.class_names, again.source, again.report, plain(again.fingerprints)) == \
-      (first.class_names, first.source, first.report, plain(first.fingerprints))
-  assert isinstance(again.fingerprints["splits"]["train"]["examples"], np.memmap)  # not held in memory
-  assert isinstance(again.train.labels, np.memmap) and isinstance(again.train.lengths, np.memmap)
+  # The run that writes the record (first) trains from it as a later one (again) does: the same arrays, the
+  # [N, T] ids read by rows, the labels, lengths and text hashes memory-mapped, none held [N] in memory.
+  for got in (first, again):
+    for name in ("train", "validation"):
+      assert isinstance(getattr(got, name).word_ids, token_cache.RowFile)
+      assert_same_tensors(getattr(got, name).features, getattr(want, name).features, what=f"{name} vs parsed")
+      np.testing.assert_array_equal(getattr(got, name).labels, getattr(want, name).labels, err_msg=name)
+    assert (got.class_names, got.source, got.report, plain(got.fingerprints)) == \
+        (want.class_names, want.source, want.report, plain(want.fingerprints))
+    assert isinstance(got.fingerprints["splits"]["train"]["examples"], np.memmap)
+    assert isinstance(got.train.labels, np.memmap) and isinstance(got.train.lengths, np.memmap)
   # Whatever loading depends on is in the key: another data flag, another byte of the file; a record whose token
   # entry is gone is read again; a folder is read each time.
   load(validation_fraction=0.5)
