@@ -452,11 +452,11 @@ def _padded_length_fn(data, bucket_boundaries):
 
 def length_counts(lengths, seq_length, chunk=1 << 20):
   """[seq_length + 1] int64: how many of `lengths` [N] are 0, 1, ..., seq_length (longer ones count as
-  seq_length). Read a chunk at a time, so a memory-mapped [N] is never copied whole."""
+  seq_length). Read a chunk at a time (token_cache.chunks), so a memory-mapped [N] is neither copied whole nor
+  left in resident memory."""
   counts = np.zeros(seq_length + 1, np.int64)
-  for start in range(0, len(lengths), chunk):
-    part = np.minimum(np.asarray(lengths[start:start + chunk], np.int64), seq_length)
-    counts += np.bincount(part, minlength=seq_length + 1)
+  for part in token_cache.chunks(lengths, chunk):
+    counts += np.bincount(np.minimum(np.asarray(part, np.int64), seq_length), minlength=seq_length + 1)
   return counts
 
 

@@ -25,6 +25,7 @@ import tensorflow as tf
 from bertclf import data
 from bertclf import errors
 from bertclf import run_config
+from bertclf import token_cache
 
 SPLITS_FILE = "splits.json"
 _KEY_CHARS = 2 * data.HASH_BYTES  # hex characters per example hash (bertclf.data.text_hashes)
@@ -88,8 +89,11 @@ def to_files(record, folder):
     if isinstance(split.get("examples"), np.ndarray):
       os.makedirs(folder, exist_ok=True)
       path = os.path.join(folder, _examples_file(name))
+      examples = split["examples"]  # [M] uint64, perhaps memory-mapped from the token cache's record
       with open(path + ".tmp", "wb") as f:
-        np.save(f, np.asarray(split["examples"], np.uint64))
+        np.lib.format.write_array_header_1_0(f, {"descr": "<u8", "fortran_order": False, "shape": examples.shape})
+        for part in token_cache.chunks(examples):  # a memory-mapped record is read, not mapped
+          f.write(np.ascontiguousarray(part, "<u8"))
       os.replace(path + ".tmp", path)
       split["examples"] = _examples_file(name)
   return out

@@ -38,6 +38,7 @@ reclaim space.
 import contextlib
 import hashlib
 import json
+import mmap
 import os
 import shutil
 import socket
@@ -139,6 +140,24 @@ class RowFile:
 
   def astype(self, dtype):
     return np.asarray(self, dtype)
+
+
+def chunks(array, rows=1 << 20):
+  """array[i:i + rows] for i = 0, rows, 2 rows, ...: a whole scan of an [N, ...] array. An array memory-mapped from
+  an .npy (np.load(mmap_mode="r")) is read with plain file reads, so the scan leaves its pages in the page cache and
+  out of this process's resident memory, as RowFile does; others are sliced."""
+  from_file = isinstance(array, np.memmap) and isinstance(array.base, mmap.mmap) and array.flags.c_contiguous
+  row_items = int(np.prod(array.shape[1:], dtype=np.int64))
+  for start in range(0, len(array), rows):
+    if not from_file:
+      yield array[start:start + rows]
+      continue
+    count = min(rows, len(array) - start)
+    part = np.fromfile(array.filename, array.dtype, count * row_items,
+                       offset=array.offset + start * row_items * array.dtype.itemsize)
+    if part.size != count * row_items:
+      raise OSError(f"{array.filename}: holds fewer rows than its header says")
+    yield part.reshape((count,) + array.shape[1:])
 
 
 def preprocess_identity(handle):

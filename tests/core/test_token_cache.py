@@ -111,6 +111,30 @@ def test_row_file_reads_exact_rows_without_growing_resident_memory(tmp_path):
   assert grew_rows < 2 and grew_mapped > 8, (grew_rows, grew_mapped)
 
 
+def test_chunks_scan_a_mapped_array_exactly_without_growing_resident_memory(tmp_path):
+  """token_cache.chunks gives the rows of an array in order, for a memory-mapped .npy (read from the file), a view
+  of one and an array in memory; scanning a 64 MB mapped array leaves resident file pages where they were, where
+  slicing the mapping itself (the control) adds tens of MB."""
+  values = np.random.RandomState(0).randint(0, 1 << 62, size=[8_000_000], dtype=np.int64).astype(np.uint64)
+  np.save(tmp_path / "hashes.npy", values)  # 64 MB
+  mapped = np.load(tmp_path / "hashes.npy", mmap_mode="r")
+  before = _rss_file_mb()
+  scanned = np.concatenate(list(token_cache.chunks(mapped, 1 << 20)))
+  grew_chunks = _rss_file_mb() - before
+  np.testing.assert_array_equal(scanned, values)
+  before = _rss_file_mb()
+  total = sum(int(np.asarray(mapped[i:i + (1 << 20)]).sum() & 1) for i in range(0, len(mapped), 1 << 20))
+  grew_sliced = _rss_file_mb() - before
+  assert grew_chunks < 2 and grew_sliced > 8, (grew_chunks, grew_sliced, total)
+  rows = np.arange(70, dtype=np.int32).reshape(35, 2)
+  np.save(tmp_path / "rows.npy", rows)
+  for array, want in ((np.load(tmp_path / "rows.npy", mmap_mode="r"), rows),
+                      (np.load(tmp_path / "rows.npy", mmap_mode="r")[5:], rows[5:]), (rows, rows)):
+    got = list(token_cache.chunks(array, 8))
+    assert [len(c) for c in got] == [8] * (len(want) // 8) + [len(want) % 8]
+    np.testing.assert_array_equal(np.concatenate(got), want)
+
+
 def _peak_rss_mb():
   with open("/proc/self/status") as f:
     return int(next(line for line in f if line.startswith("VmHWM:")).split()[1]) / 1024
