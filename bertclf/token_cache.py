@@ -147,7 +147,7 @@ def chunks(array, rows=1 << 20):
   an .npy (np.load(mmap_mode="r")) is read with plain file reads, so the scan leaves its pages in the page cache and
   out of this process's resident memory, as RowFile does; others are sliced."""
   from_file = isinstance(array, np.memmap) and isinstance(array.base, mmap.mmap) and array.flags.c_contiguous
-  row_items = int(np.prod(array.shape[1:], dtype=np.int64))
+  row_items = int(np.prod(array.shape[1:], dtype=np.int64)) if from_file else 0
   for start in range(0, len(array), rows):
     if not from_file:
       yield array[start:start + rows]

@@ -129,7 +129,8 @@ def test_chunks_scan_a_mapped_array_exactly_without_growing_resident_memory(tmp_
   rows = np.arange(70, dtype=np.int32).reshape(35, 2)
   np.save(tmp_path / "rows.npy", rows)
   for array, want in ((np.load(tmp_path / "rows.npy", mmap_mode="r"), rows),
-                      (np.load(tmp_path / "rows.npy", mmap_mode="r")[5:], rows[5:]), (rows, rows)):
+                      (np.load(tmp_path / "rows.npy", mmap_mode="r")[5:], rows[5:]), (rows, rows),
+                      (rows.tolist(), rows)):
     got = list(token_cache.chunks(array, 8))
     assert [len(c) for c in got] == [8] * (len(want) // 8) + [len(want) % 8]
     np.testing.assert_array_equal(np.concatenate(got), want)
