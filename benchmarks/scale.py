@@ -43,6 +43,7 @@ flags.DEFINE_string("out", "", "Markdown table written here ('' = print only).")
 flags.DEFINE_bool("read_texts", False, "Instead of training: load each CSV in this process and time reading its "
                   "training texts back from the file, in the batches tokenizing reads them (256, permuted order).")
 
+BATCH_SIZE = 32  # train.py's --batch_size
 _ONES = "zero one two three four five six seven eight nine".split()
 
 
@@ -74,7 +75,8 @@ def run(csv_path, cache, model_dir):
   """One train.py process; returns its measurements."""
   cmd = [sys.executable, os.path.join(ROOT, "train.py"), f"--dataset={csv_path}", "--label_column=sentiment",
          f"--encoder={FLAGS.encoder}", f"--model_dir={model_dir}", f"--token_cache={cache}",
-         "--seq_length=64", "--batch_size=32", f"--train_steps={FLAGS.train_steps}", "--validation_fraction=0.001",
+         "--seq_length=64", f"--batch_size={BATCH_SIZE}", f"--train_steps={FLAGS.train_steps}",
+         "--validation_fraction=0.001",
          "--steps_per_loop=20", "--log_every_steps=20", "--checkpoint_every_steps=100000", "--export=false",
          *FLAGS.extra]
   start = time.time()
@@ -112,7 +114,7 @@ def run(csv_path, cache, model_dir):
               private_gb=peak["RssAnon"] / 2**20,
               tokenize=(f"{int(tok.group(1)) / float(tok.group(2)):,.0f} texts/s ({float(tok.group(2)):.0f} s)"
                         if tok else f"record read in {float(hit.group(1)):.1f} s, no text parsed" if hit else "?"),
-              ex_s=(s1 - s0) * 32 / ((t1 - t0) % 86400) if s1 > s0 else float("nan"))  # --batch_size=32
+              ex_s=(s1 - s0) * BATCH_SIZE / ((t1 - t0) % 86400) if s1 > s0 else float("nan"))
 
 
 def read_texts(csv_path):

@@ -90,10 +90,8 @@ def to_files(record, folder):
       os.makedirs(folder, exist_ok=True)
       path = os.path.join(folder, _examples_file(name))
       examples = split["examples"]  # [M] uint64, perhaps memory-mapped from the token cache's record
-      with open(path + ".tmp", "wb") as f:
-        np.lib.format.write_array_header_1_0(f, {"descr": "<u8", "fortran_order": False, "shape": examples.shape})
-        for part in token_cache.chunks(examples):  # a memory-mapped record is read, not mapped
-          f.write(np.ascontiguousarray(part, "<u8"))
+      with open(path + ".tmp", "wb") as f:  # a memory-mapped record is read, not mapped
+        token_cache.write_npy(f, "<u8", examples.shape, token_cache.chunks(examples))
       os.replace(path + ".tmp", path)
       split["examples"] = _examples_file(name)
   return out

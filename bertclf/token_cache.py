@@ -115,12 +115,7 @@ class RowFile:
       start, stop, step = rows.indices(len(self))
       if step != 1:
         raise IndexError("RowFile slices take every row")
-      count = max(stop - start, 0)
-      per_row = self.row_bytes // self.dtype.itemsize
-      out = np.fromfile(self.path, self.dtype, count * per_row, offset=self.offset + start * self.row_bytes)
-      if out.size != count * per_row:
-        raise OSError(f"{self.path}: holds fewer rows than its header says")
-      return out.reshape((count,) + self.shape[1:])
+      return _read_rows(self.path, self.offset, self.dtype, self.shape[1:], start, max(stop - start, 0))
     rows = np.asarray(rows, np.int64)
     out = np.empty(rows.shape + self.shape[1:], self.dtype)
     buf = memoryview(out.reshape(-1).view(np.uint8))
@@ -142,22 +137,36 @@ class RowFile:
     return np.asarray(self, dtype)
 
 
+def _read_rows(path, offset, dtype, row_shape, start, count):
+  """Rows start .. start + count of the C-ordered array of `row_shape` rows stored at byte `offset` of `path`,
+  read with a plain file read."""
+  per_row = int(np.prod(row_shape, dtype=np.int64))
+  out = np.fromfile(path, dtype, count * per_row, offset=offset + start * per_row * dtype.itemsize)
+  if out.size != count * per_row:
+    raise OSError(f"{path}: ends before row {start + count} of the rows it should hold")
+  return out.reshape((count,) + tuple(row_shape))
+
+
+def write_npy(f, dtype, shape, parts):
+  """Writes an .npy of `dtype` and `shape` to the open file f from `parts`, arrays whose elements follow each other
+  in C order (converted to dtype), a part at a time: never the whole array in memory or mapped."""
+  np.lib.format.write_array_header_1_0(
+      f, {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False, "shape": tuple(shape)})
+  for part in parts:
+    f.write(np.ascontiguousarray(part, dtype))  # a contiguous array is a buffer: no copy
+
+
 def chunks(array, rows=1 << 20):
   """array[i:i + rows] for i = 0, rows, 2 rows, ...: a whole scan of an [N, ...] array. An array memory-mapped from
   an .npy (np.load(mmap_mode="r")) is read with plain file reads, so the scan leaves its pages in the page cache and
   out of this process's resident memory, as RowFile does; others are sliced."""
   from_file = isinstance(array, np.memmap) and isinstance(array.base, mmap.mmap) and array.flags.c_contiguous
-  row_items = int(np.prod(array.shape[1:], dtype=np.int64)) if from_file else 0
   for start in range(0, len(array), rows):
-    if not from_file:
+    if from_file:
+      yield _read_rows(array.filename, array.offset, array.dtype, array.shape[1:], start,
+                       min(rows, len(array) - start))
+    else:
       yield array[start:start + rows]
-      continue
-    count = min(rows, len(array) - start)
-    part = np.fromfile(array.filename, array.dtype, count * row_items,
-                       offset=array.offset + start * row_items * array.dtype.itemsize)
-    if part.size != count * row_items:
-      raise OSError(f"{array.filename}: holds fewer rows than its header says")
-    yield part.reshape((count,) + array.shape[1:])
 
 
 def preprocess_identity(handle):
@@ -409,19 +418,11 @@ def _convert_raw(raw, path, dtype, rows, seq_length, block_bytes):
   """Writes the [rows, seq_length] int32 ids of file `raw` (if any) as an .npy of `dtype` at `path`, then removes
   `raw`. Plain reads and writes of about `block_bytes` of ids at a time: pages written through a memory map would
   count in this process's resident memory, for the whole entry; pages written to a file stay in the page cache."""
+  block = max(1, block_bytes // (4 * seq_length))  # rows
   with open(path, "wb") as out:
-    np.lib.format.write_array_header_1_0(
-        out, {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False,
-              "shape": (rows, seq_length)})
-    if rows:
-      block = max(1, block_bytes // (4 * seq_length))  # rows
-      with open(raw, "rb") as src:
-        for start in range(0, rows, block):
-          n = min(block, rows - start)
-          ids = np.fromfile(src, np.int32, n * seq_length)  # [n * T], from where the last block ended
-          if ids.size != n * seq_length:
-            raise ValueError(f"{raw}: {ids.size} ids where {n * seq_length} were written")
-          out.write(ids.astype(dtype))  # a contiguous array is a buffer: no copy
+    write_npy(out, dtype, (rows, seq_length),
+              (_read_rows(raw, 0, np.dtype(np.int32), (seq_length,), start, min(block, rows - start))
+               for start in range(0, rows, block)))
   if os.path.exists(raw):
     os.remove(raw)
 
