@@ -26,6 +26,7 @@ import random
 import shutil
 import subprocess
 import sys
+import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -94,11 +95,14 @@ def main():
   parser.add_argument("--extra", default="", help="more train.py flags, e.g. '--dtype=bf16'")
   parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for the runs' environment")
   parser.add_argument("--work_dir", default="/tmp/bertclf_crash_soak")
-  parser.add_argument("--out", default=None, help="write OUT.md and OUT.json")
+  parser.add_argument("--out", default=None, help="write OUT.md and OUT.json at the end, OUT.jsonl as runs end")
   args = parser.parse_args()
   imdb, hub = make_assets(os.path.join(args.work_dir, "assets"))
   env = dict(os.environ, PYTHONFAULTHANDLER="1", **dict(e.split("=", 1) for e in args.env))
   start = time.time()
+  if args.out:  # one line per finished run, so a soak stopped early still counts what it ran
+    open(args.out + ".jsonl", "w", encoding="utf-8").close()
+  lock = threading.Lock()
 
   def one(i):
     run_dir = os.path.join(args.work_dir, f"run_{i}")
@@ -113,6 +117,9 @@ def main():
     else:
       shutil.rmtree(run_dir, ignore_errors=True)  # kept only when it crashed, core dump included
     print(f"run {i}: exit {row['code']} in {row['seconds']} s", flush=True)
+    if args.out:
+      with lock, open(args.out + ".jsonl", "a", encoding="utf-8") as f:
+        f.write(json.dumps(row) + "\n")
     return row
 
   with concurrent.futures.ThreadPoolExecutor(args.parallel) as pool:  # threads only wait on the processes
