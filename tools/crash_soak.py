@@ -87,6 +87,37 @@ def command(args, imdb, hub, model_dir):
           "--steps_per_loop=10", "--encoder_impl=native", "--dtype=fp32", "--export=false"] + args.extra.split()
 
 
+def soak(command_for, runs, parallel, env, work_dir, jsonl=None):
+  """Runs `command_for(model_dir)` `runs` times, `parallel` at a time, each a fresh process in its own
+  <work_dir>/run_<i>; returns a row per run: {"run", "code", "seconds"}, plus "tail" (its last 30 lines of output)
+  when it did not exit 0. A crashed run's folder (its core dump, if any) is kept, a clean one removed. jsonl: a
+  file that gets each row as its run ends, so a soak stopped early still counts what it ran."""
+  lock = threading.Lock()
+  if jsonl:
+    open(jsonl, "w", encoding="utf-8").close()
+
+  def one(i):
+    run_dir = os.path.join(work_dir, f"run_{i}")
+    shutil.rmtree(run_dir, ignore_errors=True)
+    os.makedirs(run_dir)
+    t = time.time()
+    proc = subprocess.run(command_for(os.path.join(run_dir, "model")), cwd=run_dir, env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
+    row = {"run": i, "code": proc.returncode, "seconds": round(time.time() - t, 1)}
+    if proc.returncode:
+      row["tail"] = "".join(proc.stdout.splitlines(keepends=True)[-30:])
+    else:
+      shutil.rmtree(run_dir, ignore_errors=True)
+    print(f"run {i}: exit {row['code']} in {row['seconds']} s", flush=True)
+    if jsonl:
+      with lock, open(jsonl, "a", encoding="utf-8") as f:
+        f.write(json.dumps(row) + "\n")
+    return row
+
+  with concurrent.futures.ThreadPoolExecutor(parallel) as pool:  # threads only wait on the processes
+    return list(pool.map(one, range(runs)))
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--runs", type=int, default=30)
@@ -100,30 +131,8 @@ def main():
   imdb, hub = make_assets(os.path.join(args.work_dir, "assets"))
   env = dict(os.environ, PYTHONFAULTHANDLER="1", **dict(e.split("=", 1) for e in args.env))
   start = time.time()
-  if args.out:  # one line per finished run, so a soak stopped early still counts what it ran
-    open(args.out + ".jsonl", "w", encoding="utf-8").close()
-  lock = threading.Lock()
-
-  def one(i):
-    run_dir = os.path.join(args.work_dir, f"run_{i}")
-    shutil.rmtree(run_dir, ignore_errors=True)
-    os.makedirs(run_dir)
-    t = time.time()
-    proc = subprocess.run(command(args, imdb, hub, os.path.join(run_dir, "model")), cwd=run_dir, env=env,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
-    row = {"run": i, "code": proc.returncode, "seconds": round(time.time() - t, 1)}
-    if proc.returncode:
-      row["tail"] = "".join(proc.stdout.splitlines(keepends=True)[-30:])
-    else:
-      shutil.rmtree(run_dir, ignore_errors=True)  # kept only when it crashed, core dump included
-    print(f"run {i}: exit {row['code']} in {row['seconds']} s", flush=True)
-    if args.out:
-      with lock, open(args.out + ".jsonl", "a", encoding="utf-8") as f:
-        f.write(json.dumps(row) + "\n")
-    return row
-
-  with concurrent.futures.ThreadPoolExecutor(args.parallel) as pool:  # threads only wait on the processes
-    rows = list(pool.map(one, range(args.runs)))
+  rows = soak(lambda model_dir: command(args, imdb, hub, model_dir), args.runs, args.parallel, env, args.work_dir,
+              args.out and args.out + ".jsonl")
   crashes = [r for r in rows if r["code"]]
   summary = {"command": " ".join(sys.argv), "runs": len(rows), "parallel": args.parallel, "crashes": len(crashes),
              "segfaults": sum(r["code"] == -11 for r in crashes), "env": args.env,
