@@ -8,8 +8,10 @@
  * such block of at least GUARD_MIN_BYTES gets its own mapping, placed so that its last byte (rounded up to the
  * alignment) is the last byte before a PROT_NONE page: a write past the end faults at once (SIGSEGV in the
  * kernel that wrote, which gdb shows in the core). free() makes the whole mapping PROT_NONE and keeps it in a
- * quarantine of QUARANTINE blocks before unmapping, so a write to a freed block faults too. Plain malloc
- * (Python's, TensorFlow's small objects) is untouched. Not for production: every block costs a mapping.
+ * quarantine of QUARANTINE blocks before unmapping, so a write to a freed block faults too. With
+ * GUARD_ALLOC_MALLOC=1, malloc and calloc blocks of at least MALLOC_MIN_BYTES get the same (Eigen's temporaries
+ * come from malloc); smaller ones, and Python's small objects, are untouched. Not for production: every guarded
+ * block costs a mapping and a system call.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -23,6 +25,7 @@
 #include <unistd.h>
 
 #define GUARD_MIN_BYTES 256
+#define MALLOC_MIN_BYTES 4096
 #define QUARANTINE 2048
 #define MAGIC 0x67756172645f616cULL /* "guard_al" */
 
@@ -34,19 +37,40 @@ typedef struct {
 } header_t;
 
 static void (*real_free)(void *);
+static void *(*real_malloc)(size_t);
+static void *(*real_calloc)(size_t, size_t);
 static void *(*real_realloc)(void *, size_t);
 static int (*real_posix_memalign)(void **, size_t, size_t);
 static size_t page;
+static int guard_malloc, initializing;
+static char boot[16384] __attribute__((aligned(64))); /* what dlsym allocates while the real functions are found */
+static size_t boot_used;
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static struct { void *base; size_t length; } quarantine[QUARANTINE];
 static size_t next_slot;
 
 __attribute__((constructor)) static void init(void) {
+  if (real_free || initializing) return;
+  initializing = 1;
   page = (size_t)sysconf(_SC_PAGESIZE);
-  real_free = dlsym(RTLD_NEXT, "free");
+  real_malloc = dlsym(RTLD_NEXT, "malloc");
+  real_calloc = dlsym(RTLD_NEXT, "calloc");
   real_realloc = dlsym(RTLD_NEXT, "realloc");
   real_posix_memalign = dlsym(RTLD_NEXT, "posix_memalign");
+  const char *m = getenv("GUARD_ALLOC_MALLOC");
+  guard_malloc = m && m[0] == '1';
+  real_free = dlsym(RTLD_NEXT, "free");
+  initializing = 0;
 }
+
+static void *boot_alloc(size_t size) {
+  size_t at = (boot_used + 15) & ~(size_t)15;
+  if (at + size > sizeof boot) abort();
+  boot_used = at + size;
+  return boot + at; /* zeroed: static storage */
+}
+
+static int in_boot(void *p) { return (char *)p >= boot && (char *)p < boot + sizeof boot; }
 
 static size_t round_up(size_t x, size_t to) { return (x + to - 1) / to * to; }
 
@@ -104,7 +128,25 @@ void *aligned_alloc(size_t alignment, size_t size) {
 
 void *memalign(size_t alignment, size_t size) { return aligned_alloc(alignment, size); }
 
+void *malloc(size_t size) {
+  if (!real_malloc) {
+    if (initializing) return boot_alloc(size);
+    init();
+  }
+  return guard_malloc && size >= MALLOC_MIN_BYTES ? guarded(16, size) : real_malloc(size);
+}
+
+void *calloc(size_t n, size_t size) {
+  if (!real_calloc) {
+    if (initializing) return boot_alloc(n * size);
+    init();
+  }
+  if (size && n > (size_t)-1 / size) return NULL;
+  return guard_malloc && n * size >= MALLOC_MIN_BYTES ? guarded(16, n * size) : real_calloc(n, size);
+}
+
 void free(void *p) {
+  if (in_boot(p)) return;
   if (!real_free) init();
   header_t *h = header_of(p);
   if (!h) {
@@ -127,6 +169,12 @@ void free(void *p) {
 
 void *realloc(void *p, size_t size) {
   if (!real_realloc) init();
+  if (in_boot(p)) {
+    void *q = malloc(size);
+    size_t left = (size_t)(boot + sizeof boot - (char *)p);
+    if (q) memcpy(q, p, size < left ? size : left);
+    return q;
+  }
   header_t *h = header_of(p);
   if (!h) return real_realloc(p, size);
   void *q = malloc(size);

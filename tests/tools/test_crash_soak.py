@@ -1,9 +1,14 @@
 """tools/crash_soak.py's counting: a run that dies by a signal is a crash, with its folder and last lines kept; a
-clean run's folder goes. The long soak itself (train.py, many times) is a script; docs/TRAINING.md has its counts."""
+clean run's folder goes. And tools/guard_alloc.c (its --guard) faults at a write past a heap block or into a freed
+one. The long soak itself (train.py, many times) is a script; docs/TRAINING.md has its counts."""
 import json
 import os
+import shutil
 import signal
+import subprocess
 import sys
+
+import pytest
 
 from harness import ROOT
 
@@ -23,3 +28,33 @@ def test_a_run_killed_by_a_signal_is_counted_kept_and_its_tail_recorded(tmp_path
   assert sorted(p.name for p in tmp_path.iterdir()) == ["rows.jsonl", "run_1", "run_2"]
   lines = [json.loads(line) for line in (tmp_path / "rows.jsonl").read_text().splitlines()]
   assert sorted((r["run"], r["code"]) for r in lines) == [(r["run"], r["code"]) for r in rows]
+
+
+GUARD_SCRIPT = """
+import ctypes, sys
+libc = ctypes.CDLL(None)
+libc.malloc.restype = libc.memalign.restype = ctypes.c_void_p
+libc.free.argtypes = [ctypes.c_void_p]
+size = 8192
+p = libc.memalign(64, size) if sys.argv[1] == "aligned" else libc.malloc(size)
+ctypes.memset(p, 1, size)  # every byte of the block: fine
+print("in bounds", flush=True)
+if sys.argv[2] == "past_end":
+  ctypes.memset(p + size, 1, 64)
+elif sys.argv[2] == "after_free":
+  libc.free(p)
+  ctypes.memset(p, 1, 64)
+print("no fault", flush=True)
+"""
+
+
+@pytest.mark.skipif(not shutil.which("gcc"), reason="needs gcc to build tools/guard_alloc.c")
+@pytest.mark.parametrize("block,write,guard_malloc,faults", [
+    ("aligned", "past_end", "0", True), ("aligned", "after_free", "0", True), ("aligned", "none", "0", False),
+    ("malloc", "past_end", "0", False), ("malloc", "past_end", "1", True), ("malloc", "after_free", "1", True)])
+def test_guard_alloc_faults_at_a_write_past_a_block_or_into_a_freed_one(tmp_path, block, write, guard_malloc,
+                                                                         faults):
+  env = dict(os.environ, LD_PRELOAD=crash_soak.build_guard(str(tmp_path)), GUARD_ALLOC_MALLOC=guard_malloc)
+  proc = subprocess.run([sys.executable, "-c", GUARD_SCRIPT, block, write], env=env, capture_output=True, text=True)
+  assert proc.stdout.startswith("in bounds\n")
+  assert (proc.returncode, proc.stdout.endswith("no fault\n")) == ((-signal.SIGSEGV, False) if faults else (0, True))
