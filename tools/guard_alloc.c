@@ -11,7 +11,8 @@
  * quarantine of QUARANTINE blocks before unmapping, so a write to a freed block faults too. With
  * GUARD_ALLOC_MALLOC=1, malloc and calloc blocks of at least MALLOC_MIN_BYTES get the same (Eigen's temporaries
  * come from malloc); smaller ones, and Python's small objects, are untouched. Not for production: every guarded
- * block costs a mapping and a system call.
+ * block costs a mapping and a system call: a training process holds some 20,000 mappings with it, so raise
+ * vm.max_map_count (sysctl -w vm.max_map_count=1048576); past the limit, blocks are left unguarded.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -115,7 +116,7 @@ int posix_memalign(void **out, size_t alignment, size_t size) {
   if (!real_posix_memalign) init();
   if (!want_guard(alignment, size)) return real_posix_memalign(out, alignment, size);
   void *p = guarded(alignment, size);
-  if (!p) return ENOMEM;
+  if (!p) return real_posix_memalign(out, alignment, size); /* out of mappings (vm.max_map_count): unguarded */
   *out = p;
   return 0;
 }
@@ -133,7 +134,8 @@ void *malloc(size_t size) {
     if (initializing) return boot_alloc(size);
     init();
   }
-  return guard_malloc && size >= MALLOC_MIN_BYTES ? guarded(16, size) : real_malloc(size);
+  void *p = guard_malloc && size >= MALLOC_MIN_BYTES ? guarded(16, size) : NULL;
+  return p ? p : real_malloc(size);
 }
 
 void *calloc(size_t n, size_t size) {
@@ -142,7 +144,8 @@ void *calloc(size_t n, size_t size) {
     init();
   }
   if (size && n > (size_t)-1 / size) return NULL;
-  return guard_malloc && n * size >= MALLOC_MIN_BYTES ? guarded(16, n * size) : real_calloc(n, size);
+  void *p = guard_malloc && n * size >= MALLOC_MIN_BYTES ? guarded(16, n * size) : NULL;
+  return p ? p : real_calloc(n, size);
 }
 
 void free(void *p) {
