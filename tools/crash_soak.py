@@ -97,6 +97,9 @@ def command(args, imdb, hub, model_dir):
 def build_guard(work_dir):
   """tools/guard_alloc.c built into <work_dir>/guard_alloc.so; its path."""
   out = os.path.join(work_dir, "guard_alloc.so")
+  with open("/proc/sys/vm/max_map_count", encoding="utf-8") as f:
+    if int(f.read()) < 262144:  # a guarded training process holds ~20,000 mappings; past the limit it is unguarded
+      print("warning: vm.max_map_count is low for --guard: sysctl -w vm.max_map_count=1048576", file=sys.stderr)
   subprocess.run(["gcc", "-O2", "-shared", "-fPIC", "-o", out, os.path.join(ROOT, "tools", "guard_alloc.c"), "-ldl",
                   "-lpthread"], check=True)
   return out
