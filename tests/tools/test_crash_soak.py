@@ -55,6 +55,7 @@ print("no fault", flush=True)
 def test_guard_alloc_faults_at_a_write_past_a_block_or_into_a_freed_one(tmp_path, block, write, guard_malloc,
                                                                          faults):
   env = dict(os.environ, LD_PRELOAD=crash_soak.build_guard(str(tmp_path)), GUARD_ALLOC_MALLOC=guard_malloc)
-  proc = subprocess.run([sys.executable, "-c", GUARD_SCRIPT, block, write], env=env, capture_output=True, text=True)
+  proc = subprocess.run([sys.executable, "-c", GUARD_SCRIPT, block, write], env=env, capture_output=True, text=True,
+                        cwd=tmp_path)  # where a core dump of the faulting case goes
   assert proc.stdout.startswith("in bounds\n")
   assert (proc.returncode, proc.stdout.endswith("no fault\n")) == ((-signal.SIGSEGV, False) if faults else (0, True))
