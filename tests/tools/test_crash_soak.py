@@ -48,13 +48,20 @@ print("no fault", flush=True)
 """
 
 
-@pytest.mark.skipif(not shutil.which("gcc"), reason="needs gcc to build tools/guard_alloc.c")
+@pytest.fixture(scope="module")
+def guard_so(tmp_path_factory):
+  """tools/guard_alloc.c built once for the module's cases."""
+  if not shutil.which("gcc"):
+    pytest.skip("needs gcc to build tools/guard_alloc.c")
+  return crash_soak.build_guard(str(tmp_path_factory.mktemp("guard")))
+
+
 @pytest.mark.parametrize("block,write,guard_malloc,faults", [
     ("aligned", "past_end", "0", True), ("aligned", "after_free", "0", True), ("aligned", "none", "0", False),
     ("malloc", "past_end", "0", False), ("malloc", "past_end", "1", True), ("malloc", "after_free", "1", True)])
-def test_guard_alloc_faults_at_a_write_past_a_block_or_into_a_freed_one(tmp_path, block, write, guard_malloc,
-                                                                         faults):
-  env = dict(os.environ, LD_PRELOAD=crash_soak.build_guard(str(tmp_path)), GUARD_ALLOC_MALLOC=guard_malloc)
+def test_guard_alloc_faults_at_a_write_past_a_block_or_into_a_freed_one(tmp_path, guard_so, block, write,
+                                                                         guard_malloc, faults):
+  env = dict(os.environ, LD_PRELOAD=guard_so, GUARD_ALLOC_MALLOC=guard_malloc)
   proc = subprocess.run([sys.executable, "-c", GUARD_SCRIPT, block, write], env=env, capture_output=True, text=True,
                         cwd=tmp_path)  # where a core dump of the faulting case goes
   assert proc.stdout.startswith("in bounds\n")
