@@ -54,7 +54,8 @@ class CheckpointScorer:
   """The classifier rebuilt from the run's config; scores token-id splits from any of its checkpoints."""
 
   def __init__(self, cfg, class_names):
-    self.strategy = distribute.get_strategy(FLAGS.strategy, FLAGS.num_gpus, FLAGS.num_cpu_devices)
+    self.strategy = distribute.get_strategy(FLAGS.strategy, FLAGS.num_gpus, FLAGS.num_cpu_devices,
+                                        FLAGS.inter_op_threads)
     self.handles = encoders.resolve(cfg["encoder"], cfg["preprocess"])
     self.cfg, self.class_names = cfg, class_names
     self.loss_def = losses.LOSSES[cfg["loss"]]

@@ -9,6 +9,7 @@ import tensorflow as tf
 import tf_keras
 
 from bertclf import errors
+from bertclf import hardware
 
 from official.common import distribute_utils
 
@@ -24,8 +25,25 @@ def split_cpu(num_devices):
   tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * num_devices)
 
 
-def get_strategy(name, num_gpus=None, num_cpu_devices=1):
-  """Returns the strategy. name: default | one_device | mirrored | multi_worker_mirrored."""
+def set_inter_op_threads(requested, num_gpus):
+  """Sets how many ops TensorFlow runs at once (hardware.choose_inter_op_threads), before TensorFlow initializes.
+  Where it already has (a second run in one process), it keeps what it has and says so."""
+  threads, reason = hardware.choose_inter_op_threads(requested, num_gpus, hardware.onednn_enabled())
+  if tf.config.threading.get_inter_op_parallelism_threads() != threads:
+    try:
+      tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:  # TensorFlow is initialized: its pools exist
+      logging.warning("Inter-op threads stay %d (TensorFlow is already initialized), not %d (%s).",
+                      tf.config.threading.get_inter_op_parallelism_threads(), threads, reason)
+      return
+  logging.info("Inter-op threads: %s (%s).", threads or "TensorFlow's choice", reason)
+
+
+def get_strategy(name, num_gpus=None, num_cpu_devices=1, inter_op_threads=None):
+  """Returns the strategy. name: default | one_device | mirrored | multi_worker_mirrored.
+  inter_op_threads: --inter_op_threads (None: set_inter_op_threads chooses)."""
+  visible = len(tf.config.list_physical_devices("GPU"))
+  set_inter_op_threads(inter_op_threads, visible if num_gpus is None else min(num_gpus, visible))
   if num_cpu_devices > 1:
     if name not in ("mirrored", "multi_worker_mirrored"):
       raise errors.UserError(f"--num_cpu_devices={num_cpu_devices} needs --strategy=mirrored (got {name}).")
@@ -34,7 +52,7 @@ def get_strategy(name, num_gpus=None, num_cpu_devices=1):
       devices = [f"/cpu:{i}" for i in range(num_cpu_devices)]
       return tf.distribute.MirroredStrategy(devices, cross_device_ops=tf.distribute.ReductionToOneDevice())
   if num_gpus is None:
-    num_gpus = len(tf.config.list_physical_devices("GPU"))
+    num_gpus = visible
   strategy = distribute_utils.get_distribution_strategy(
       distribution_strategy={"default": "off"}.get(name, name), num_gpus=num_gpus)
   logging.info("Strategy %s with %d replica(s).", type(strategy).__name__, strategy.num_replicas_in_sync)

@@ -133,6 +133,9 @@ def define_run_flags():
                     "bf16 = mixed_bfloat16. auto: bf16 on a CPU with avx512_bf16/amx_bf16 or GPUs of compute "
                     "capability >= 8.0, fp16 on 7.x GPUs, fp32 elsewhere and with the Hub encoder "
                     "(bertclf/hardware.py).")
+  flags.DEFINE_integer("inter_op_threads", None, "Ops TensorFlow runs at once (0: TensorFlow's choice). Default: "
+                       "1 on a CPU-only run with oneDNN on, where two oneDNN matmuls at once can crash "
+                       "(docs/TRAINING.md); TensorFlow's choice on GPUs or with TF_ENABLE_ONEDNN_OPTS=0.")
   flags.DEFINE_integer("batch_size", 32, "GLOBAL batch size, split evenly over the replicas.")
   flags.DEFINE_integer("eval_batch_size", None, "Global eval batch; default --batch_size.")
   flags.DEFINE_bool("jit_compile", False, "XLA-compile the forward/backward pass.")
@@ -140,6 +143,8 @@ def define_run_flags():
                     "resume or handle) too; by default it is one 'error: ...' line and exit status 2.")
   flags.register_validator("batch_size", lambda v: v >= 1, message="--batch_size must be >= 1.")
   flags.register_validator("num_cpu_devices", lambda v: v >= 1, message="--num_cpu_devices must be >= 1.")
+  flags.register_validator("inter_op_threads", lambda v: v is None or v >= 0,
+                           message="--inter_op_threads must be >= 0 (0: TensorFlow's choice).")
   flags.register_multi_flags_validator(
       ["num_cpu_devices", "num_gpus"], lambda d: d["num_cpu_devices"] == 1 or not d["num_gpus"],
       message="--num_cpu_devices > 1 mirrors over logical CPUs; it cannot be combined with --num_gpus.")

@@ -55,3 +55,32 @@ def choose_dtype(cpu_flags, gpu_capabilities, encoder_impl):  # pylint: disable=
   if found:
     return "bf16", f"CPU has {found[0]}"
   return "fp32", "CPU without avx512_bf16 or amx_bf16: bf16 would be emulated"
+
+
+def onednn_enabled():
+  """Whether TensorFlow runs its CPU kernels through oneDNN in this process (TF_ENABLE_ONEDNN_OPTS, on by default on
+  x86 Linux builds); False where the build does not say."""
+  try:
+    from tensorflow.python.util import _pywrap_util_port  # pylint: disable=g-import-not-at-top
+    return bool(_pywrap_util_port.IsMklEnabled())
+  except (ImportError, AttributeError):
+    return False
+
+
+def choose_inter_op_threads(requested, num_gpus, onednn):
+  """--inter_op_threads: (threads, reason), threads = how many ops TensorFlow runs at once (0: its own choice).
+
+  A CPU-only run with oneDNN on runs one op at a time. TensorFlow 2.20 (oneDNN v3.7) can crash when two oneDNN
+  matmuls (attention's einsums) run at once on AVX-512 CPUs without AMX: both crashes caught under a guard
+  allocator had two einsum matmuls in flight in the shared intra-op pool, one of them storing one per-thread
+  buffer past its scratchpad (docs/TRAINING.md "Native crashes"). With one op at a time, each matmul still uses
+  every intra-op thread; on GPUs (the kernels are not oneDNN's) or with oneDNN off, TensorFlow chooses.
+  requested: the flag's value (None: choose); num_gpus: GPUs the run trains on; onednn: onednn_enabled().
+  """
+  if requested is not None:
+    return requested, "--inter_op_threads"
+  if num_gpus:
+    return 0, "GPU run"
+  if not onednn:
+    return 0, "oneDNN is off (TF_ENABLE_ONEDNN_OPTS=0)"
+  return 1, "CPU run with oneDNN: two oneDNN matmuls at once can crash (docs/TRAINING.md, Native crashes)"
