@@ -2,6 +2,8 @@
 resolution in train.py, config.json, a resume on another machine, and eval.py."""
 import json
 import os
+import subprocess
+import sys
 
 from absl import logging
 import numpy as np
@@ -41,6 +43,41 @@ def test_choose_dtype(cpu, gpus, impl, dtype):
   chosen, reason = hardware.choose_dtype(cpu, gpus, impl)
   assert chosen == dtype, reason
   assert reason
+
+
+@pytest.mark.parametrize("requested,num_gpus,onednn,threads", [
+    (None, 0, True, 1),     # CPU-only with oneDNN: one op at a time
+    (None, 2, True, 0),     # GPUs: TensorFlow's choice
+    (None, 0, False, 0),    # TF_ENABLE_ONEDNN_OPTS=0: TensorFlow's choice
+    (4, 0, True, 4),        # the flag wins
+    (0, 0, True, 0),
+])
+def test_choose_inter_op_threads(requested, num_gpus, onednn, threads):
+  chosen, reason = hardware.choose_inter_op_threads(requested, num_gpus, onednn)
+  assert chosen == threads, reason
+  assert reason
+
+
+SET_THREADS = """
+import bertclf
+import tensorflow as tf
+from bertclf import distribute
+distribute.set_inter_op_threads(None, 0)
+tf.constant(1.0) + 1.0  # initializes TensorFlow with its pools
+print("threads", tf.config.threading.get_inter_op_parallelism_threads())
+distribute.set_inter_op_threads(3, 0)  # too late: kept, with a warning
+print("threads", tf.config.threading.get_inter_op_parallelism_threads())
+"""
+
+
+@pytest.mark.parametrize("onednn,threads", [("1", 1), ("0", 0)])
+def test_set_inter_op_threads_before_tensorflow_initializes(onednn, threads):
+  env = dict(os.environ, TF_ENABLE_ONEDNN_OPTS=onednn, CUDA_VISIBLE_DEVICES="")
+  out = subprocess.run([sys.executable, "-c", SET_THREADS], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       text=True, check=True, cwd=os.path.dirname(os.path.dirname(os.path.dirname(
+                           os.path.abspath(__file__))))).stdout
+  assert [l for l in out.splitlines() if l.startswith("threads")] == [f"threads {threads}"] * 2, out
+  assert f"Inter-op threads stay {threads} (TensorFlow is already initialized), not 3" in out, out
 
 
 def test_cpu_flags_reads_proc_cpuinfo(tmp_path):
