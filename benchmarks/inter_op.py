@@ -5,9 +5,10 @@
 The crash soak's data and encoder (tools/crash_soak.py: 3,000 tweets in aclImdb layout, a 2-layer H128 encoder
 without bert_config.json; or --encoder), --seq_length=64, --batch_size=32, buckets auto, for each --dtypes entry.
 Every round runs each (dtype, threads) row once as a fresh train.py process, in an order rotated per round
-(benchmarks/rounds.py), so a slow spell of the machine hits every row. Per row: examples/s as the median of its timed windows (every
-TensorBoard window after the first, which holds the tracing), and the ratio to threads=0 of the same dtype in the
-same round, median over rounds (min-max); plus the process's wall seconds (startup, tokenizing, validation too).
+(benchmarks/rounds.py), so a slow spell of the machine hits every row. Per row: examples/s as the median of its
+timed windows (every TensorBoard window after the first, which holds the tracing), and the ratio to threads=0 of the
+same dtype in the same round, median over rounds (min-max); plus the process's wall seconds (startup, tokenizing,
+validation too).
 """
 import argparse
 import json
