@@ -55,7 +55,7 @@ class CheckpointScorer:
 
   def __init__(self, cfg, class_names):
     self.strategy = distribute.get_strategy(FLAGS.strategy, FLAGS.num_gpus, FLAGS.num_cpu_devices,
-                                        FLAGS.inter_op_threads)
+                                            FLAGS.inter_op_threads)
     self.handles = encoders.resolve(cfg["encoder"], cfg["preprocess"])
     self.cfg, self.class_names = cfg, class_names
     self.loss_def = losses.LOSSES[cfg["loss"]]

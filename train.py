@@ -52,7 +52,7 @@ def main(argv):
   # ============================================================== Setup: strategy, encoder handles
   paths.check_writable_dir("--model_dir", FLAGS.model_dir)  # a file, read-only or full disk: before any slow work
   strategy = distribute.get_strategy(FLAGS.strategy, FLAGS.num_gpus, FLAGS.num_cpu_devices,
-                                      FLAGS.inter_op_threads)
+                                     FLAGS.inter_op_threads)
   num_replicas = strategy.num_replicas_in_sync
   G = FLAGS.batch_size  # pylint: disable=invalid-name
   for name, size in (("batch_size", G), ("eval_batch_size", bertclf_flags.eval_batch_size())):

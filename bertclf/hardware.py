@@ -72,8 +72,8 @@ def choose_inter_op_threads(requested, num_gpus, onednn):
 
   A CPU-only run with oneDNN on runs one op at a time. TensorFlow 2.20 (oneDNN v3.7) can crash when two oneDNN
   matmuls (attention's einsums) run at once on AVX-512 CPUs without AMX: both crashes caught under a guard
-  allocator had two einsum matmuls in flight in the shared intra-op pool, one of them storing one per-thread
-  buffer past its scratchpad (docs/TRAINING.md "Native crashes"). With one op at a time, each matmul still uses
+  allocator had two einsum matmuls in flight in the shared intra-op pool, and oneDNN's copy kernel storing one
+  block past a live scratch block (docs/TRAINING.md "Native crashes"). With one op at a time, each matmul still uses
   every intra-op thread; on GPUs (the kernels are not oneDNN's) or with oneDNN off, TensorFlow chooses.
   requested: the flag's value (None: choose); num_gpus: GPUs the run trains on; onednn: onednn_enabled().
   """
@@ -82,5 +82,5 @@ def choose_inter_op_threads(requested, num_gpus, onednn):
   if num_gpus:
     return 0, "GPU run"
   if not onednn:
-    return 0, "oneDNN is off (TF_ENABLE_ONEDNN_OPTS=0)"
+    return 0, "oneDNN is off (TF_ENABLE_ONEDNN_OPTS=0, or a build without it)"
   return 1, "CPU run with oneDNN: two oneDNN matmuls at once can crash (docs/TRAINING.md, Native crashes)"
