@@ -30,6 +30,7 @@ import numpy as np  # noqa: E402
 
 from bertclf import data  # noqa: E402
 from bertclf import encoders  # noqa: E402
+from bertclf import hardware  # noqa: E402
 from bertclf import stats  # noqa: E402
 import throughput  # noqa: E402  (its flags: --encoder, --seq_length, --batch_size, --learning_rate, ...)
 
@@ -158,8 +159,8 @@ def main(_):
   steps = len(train) // FLAGS.batch_size
   report.update({"train_examples": steps * FLAGS.batch_size, "steps": steps, "batch_size": FLAGS.batch_size,
                  "validation_examples": len(val), "seeds": seeds, "encoder": FLAGS.encoder,
-                 "machine": {"processor": throughput._cpu_name(), "cpus": os.cpu_count(),
-                             "cpu_flags": throughput._cpu_flags()}, "command": " ".join(sys.argv)})
+                 "machine": {"processor": hardware.cpu_name(), "cpus": os.cpu_count(),
+                             "cpu_flags": throughput.cpu_flags()}, "command": " ".join(sys.argv)})
   for name, description, flags_ in configs:
     entry = report["configs"].setdefault(name, {"description": description, "flags": flags_, "runs": []})
     for seed in seeds:

@@ -21,9 +21,12 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+import bertclf  # noqa: F401,E402  (selects tf_keras before TensorFlow loads)
 import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
 
 from benchmarks import rounds  # noqa: E402
+from bertclf import hardware  # noqa: E402
 from bertclf import summaries  # noqa: E402
 from tools import crash_soak  # noqa: E402
 
@@ -49,15 +52,7 @@ def run(imdb, hub, model_dir, dtype, threads, steps):
 
 def _machine():
   """CPU model, core count and TensorFlow version, for the report."""
-  name = "unknown CPU"
-  try:
-    with open("/proc/cpuinfo", encoding="utf-8") as f:
-      name = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
-  except (OSError, StopIteration):
-    pass
-  version = subprocess.run([sys.executable, "-c", "import tensorflow as tf; print(tf.__version__)"],
-                           capture_output=True, text=True, check=False).stdout.strip()
-  return f"{name}, {os.cpu_count()} CPUs, TensorFlow {version}"
+  return f"{hardware.cpu_name()}, {os.cpu_count()} CPUs, TensorFlow {tf.__version__}"
 
 
 def main():

@@ -50,6 +50,7 @@ from bertclf.demo import demo_data
 from bertclf import distribute
 from bertclf import encoders
 from bertclf import flags as bertclf_flags
+from bertclf import hardware
 from bertclf.swaps import heads
 from bertclf.tools import flops
 from bertclf import order as order_lib
@@ -341,8 +342,8 @@ def main(_):
                   "validation_accuracy": float(acc.mean()), "accuracy_std": float(acc.std(ddof=1)) if
                   len(acc) > 1 else 0.0}
 
-  machine = {"platform": platform.platform(), "processor": _cpu_name(), "cpus": os.cpu_count(),
-             "gpus": [d.name for d in tf.config.list_physical_devices("GPU")], "cpu_flags": _cpu_flags(),
+  machine = {"platform": platform.platform(), "processor": hardware.cpu_name(), "cpus": os.cpu_count(),
+             "gpus": [d.name for d in tf.config.list_physical_devices("GPU")], "cpu_flags": cpu_flags(),
              "tensorflow": tf.__version__}
   report = {"machine": machine, "encoder": FLAGS.encoder, "config": config, "seq_length": FLAGS.seq_length,
             "batch_size": FLAGS.batch_size, "train_examples": n, "long_texts": FLAGS.long_texts,
@@ -409,21 +410,10 @@ def _markdown(r):
   return "\n".join(lines) + "\n"
 
 
-def _cpu_name():
-  try:
-    with open("/proc/cpuinfo") as f:
-      return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-  except (OSError, StopIteration):
-    return platform.processor()
-
-
-def _cpu_flags():
-  try:
-    with open("/proc/cpuinfo") as f:
-      have = set(next(line for line in f if line.startswith("flags")).split())
-    return [x for x in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "avx512_vnni") if x in have]
-  except (OSError, StopIteration):
-    return []
+def cpu_flags():
+  """The matrix-math CPU flags this machine has, of those the report lists."""
+  have = hardware.cpu_flags()
+  return [x for x in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "avx512_vnni") if x in have]
 
 
 if __name__ == "__main__":

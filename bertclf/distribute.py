@@ -43,7 +43,9 @@ def get_strategy(name, num_gpus=None, num_cpu_devices=1, inter_op_threads=None):
   """Returns the strategy. name: default | one_device | mirrored | multi_worker_mirrored.
   inter_op_threads: --inter_op_threads (None: set_inter_op_threads chooses)."""
   visible = len(tf.config.list_physical_devices("GPU"))
-  set_inter_op_threads(inter_op_threads, visible if num_gpus is None else min(num_gpus, visible))
+  if num_gpus is None:
+    num_gpus = visible
+  set_inter_op_threads(inter_op_threads, min(num_gpus, visible))
   if num_cpu_devices > 1:
     if name not in ("mirrored", "multi_worker_mirrored"):
       raise errors.UserError(f"--num_cpu_devices={num_cpu_devices} needs --strategy=mirrored (got {name}).")
@@ -51,8 +53,6 @@ def get_strategy(name, num_gpus=None, num_cpu_devices=1, inter_op_threads=None):
     if name == "mirrored":
       devices = [f"/cpu:{i}" for i in range(num_cpu_devices)]
       return tf.distribute.MirroredStrategy(devices, cross_device_ops=tf.distribute.ReductionToOneDevice())
-  if num_gpus is None:
-    num_gpus = visible
   strategy = distribute_utils.get_distribution_strategy(
       distribution_strategy={"default": "off"}.get(name, name), num_gpus=num_gpus)
   logging.info("Strategy %s with %d replica(s).", type(strategy).__name__, strategy.num_replicas_in_sync)

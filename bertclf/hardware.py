@@ -3,6 +3,8 @@
 `choose_dtype` is a pure function of a description of the devices (CPU feature flags, GPU compute capabilities),
 so tests can hand it any machine; `cpu_flags` and `gpu_capabilities` read this one.
 """
+import platform
+
 import bertclf  # noqa: F401  (selects tf_keras before TensorFlow loads)
 import tensorflow as tf
 
@@ -24,6 +26,15 @@ def cpu_flags(path="/proc/cpuinfo"):
   except OSError:
     pass
   return frozenset()
+
+
+def cpu_name(path="/proc/cpuinfo"):
+  """The CPU's model name from /proc/cpuinfo; platform.processor() where there is no such file."""
+  try:
+    with open(path, encoding="utf-8") as f:
+      return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+  except (OSError, StopIteration):
+    return platform.processor()
 
 
 def gpu_capabilities(num_gpus=None):

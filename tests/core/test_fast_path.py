@@ -2,6 +2,7 @@
 resolution in train.py, config.json, a resume on another machine, and eval.py."""
 import json
 import os
+import platform
 import subprocess
 import sys
 
@@ -86,6 +87,8 @@ def test_cpu_flags_reads_proc_cpuinfo(tmp_path):
                      "processor\t: 1\nflags\t\t: fpu avx512f amx_bf16\n")
   assert hardware.cpu_flags(str(cpuinfo)) == {"fpu", "avx512f", "amx_bf16"}
   assert hardware.cpu_flags(str(tmp_path / "missing")) == frozenset()
+  assert hardware.cpu_name(str(cpuinfo)) == "Xeon"
+  assert hardware.cpu_name(str(tmp_path / "missing")) == platform.processor()
 
 
 def test_devices_leave_out_gpus_the_strategy_does_not_use(monkeypatch):
